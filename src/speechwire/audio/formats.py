@@ -1,0 +1,61 @@
+"""Audio formats by their ElevenLabs names (``pcm_16000``, ``mp3_44100_128``, ``opus_48000_64``…)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Codec = Literal["pcm", "ulaw", "alaw", "mp3", "opus"]
+
+TTS_OUTPUT_FORMATS: tuple[str, ...] = (
+    "pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_32000", "pcm_44100", "pcm_48000",
+    "ulaw_8000", "alaw_8000",
+    "mp3_22050_32", "mp3_24000_48", "mp3_44100_32", "mp3_44100_64", "mp3_44100_96", "mp3_44100_128",
+    "mp3_44100_192",
+    "opus_48000_32", "opus_48000_64", "opus_48000_96", "opus_48000_128", "opus_48000_192",
+)
+STT_INPUT_FORMATS: tuple[str, ...] = (
+    "pcm_8000", "pcm_16000", "pcm_22050", "pcm_24000", "pcm_44100", "pcm_48000", "ulaw_8000",
+)
+
+_CONTENT_TYPES: dict[str, str] = {
+    "pcm": "audio/pcm",
+    "ulaw": "audio/basic",
+    "alaw": "audio/x-alaw-basic",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+}
+
+
+class UnsupportedFormat(ValueError):
+    """A format name this server cannot produce or accept."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    """One wire format: codec, sample rate, and bit rate for compressed codecs. Always mono."""
+
+    name: str
+    codec: Codec
+    sample_rate: int
+    bitrate_kbps: int | None = None
+
+    @property
+    def content_type(self) -> str:
+        return _CONTENT_TYPES[self.codec]
+
+    @property
+    def bytes_per_sample(self) -> int | None:
+        """Bytes per sample for uncompressed codecs (None for mp3/opus)."""
+        return {"pcm": 2, "ulaw": 1, "alaw": 1}.get(self.codec)
+
+    @staticmethod
+    def parse(name: str, allowed: tuple[str, ...] = TTS_OUTPUT_FORMATS) -> AudioFormat:
+        """Parse a format name, or raise ``UnsupportedFormat`` listing what is supported."""
+        if name not in allowed:
+            raise UnsupportedFormat(f"Unsupported audio format {name!r}. Supported: {', '.join(allowed)}.")
+        parts = name.split("_")
+        codec = parts[0]
+        rate = int(parts[1])
+        bitrate = int(parts[2]) if len(parts) > 2 else None
+        return AudioFormat(name, codec, rate, bitrate)  # type: ignore[arg-type]

@@ -1,0 +1,33 @@
+"""Settings from the environment and ``.env`` (prefix ``SPEECHWIRE_``)."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_threads() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Server settings. Every field can be set as ``SPEECHWIRE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SPEECHWIRE_", env_file=".env", extra="ignore")
+
+    tts_engines: list[str] = Field(default_factory=lambda: ["piper", "espeak"])
+    """Local TTS engines to load, in order; the first one's first voice is not necessarily default."""
+    tts_default_voice: str = "joe"
+    tts_voice_aliases: dict[str, str] = Field(default_factory=dict)
+    """Extra voice ids (for example ElevenLabs ids your code already uses) mapped to local voices."""
+    piper_threads: int = Field(default_factory=_default_threads)
+    """onnxruntime intra-op threads per Piper synthesis: explicit, so engines don't fight for cores."""
+    tts_workers: int = 1
+    """Engine calls that run at once; each uses ``piper_threads`` cores."""
+    quick_first_words: int = 2
+    """Words split off the start of a turn so its first audio is ready sooner (0 turns it off)."""
+    max_message_bytes: int = 1 << 20
+    """Largest client frame accepted; larger ones get the protocol's error and close 1008."""
+    max_buffer_chars: int = 100_000

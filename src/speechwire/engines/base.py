@@ -1,0 +1,71 @@
+"""What an engine is: the protocols every TTS engine implements, and the values they exchange."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from speechwire.audio.alignment import CharAlignment
+
+AlignmentSource = Literal["engine", "estimate"]
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceInfo:
+    """A voice an engine can speak with, as listed by ``GET /v1/voices``."""
+
+    voice_id: str
+    name: str
+    engine: str
+    language: str
+    sample_rate: int
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisOptions:
+    """Per-request knobs that engines honour where they can (others are accepted and ignored)."""
+
+    speed: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Synthesis:
+    """Mono int16 audio for one piece of text, with the timing of each of its characters.
+
+    ``alignment.chars`` concatenate to exactly the text passed in (whitespace included);
+    ``alignment_source`` says whether the timing came from the engine or is an estimate.
+    """
+
+    pcm: npt.NDArray[np.int16]
+    sample_rate: int
+    alignment: CharAlignment
+    alignment_source: AlignmentSource
+
+    @property
+    def duration_ms(self) -> float:
+        return 1000.0 * len(self.pcm) / self.sample_rate
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    """A local text-to-speech engine.
+
+    ``synthesize`` blocks and must be safe to call from worker threads; engines that are not
+    thread-safe serialise internally. Each engine uses an explicit thread budget so that several
+    engines and sessions share the machine's cores predictably.
+    """
+
+    name: str
+
+    def voices(self) -> list[VoiceInfo]: ...
+
+    def load(self) -> None:
+        """Load models now (idempotent), so the first request does not pay for it."""
+        ...
+
+    def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis: ...

@@ -1,0 +1,111 @@
+"""A bounded worker pool for blocking engine calls, earliest deadline first.
+
+Why not ``asyncio.to_thread``: its pool is unbounded in effect and first-come-first-served. Speech
+has deadlines instead: a session waiting for its first sound must go before a session whose
+client still has seconds of audio queued. Ordering by deadline keeps the most sessions real-time
+on few cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(order=True)
+class _Job:
+    deadline: float
+    seq: int
+    fn: Callable[[], Any] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+    loop: asyncio.AbstractEventLoop = field(compare=False)
+    queued_at: float = field(compare=False, default=0.0)
+
+
+class EnginePool:
+    """``workers`` threads take jobs by deadline; cancelled jobs are skipped, not run."""
+
+    def __init__(self, workers: int, name: str = "engine") -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.name = name
+        self.workers = workers
+        self._heap: list[_Job] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._closed = False
+        self._busy = 0
+        self.last_queue_wait_s = 0.0
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def queued(self) -> int:
+        return len(self._heap)
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    async def run(self, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``fn`` on a worker; ``deadline`` is a ``time.monotonic()`` value (default: now)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        now = time.monotonic()
+        job = _Job(deadline if deadline is not None else now, next(self._seq), fn, future, loop, now)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"{self.name} pool is closed")
+            heapq.heappush(self._heap, job)
+            self._cond.notify()
+        return await future
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._heap:
+                    return
+                job = heapq.heappop(self._heap)
+                if job.future.cancelled():
+                    continue
+                self._busy += 1
+            self.last_queue_wait_s = time.monotonic() - job.queued_at
+            try:
+                result = job.fn()
+            except BaseException as exc:  # handed to the awaiting coroutine
+                job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
+            else:
+                job.loop.call_soon_threadsafe(_set_result, job.future, result)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

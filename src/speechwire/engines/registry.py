@@ -1,0 +1,85 @@
+"""Which engine speaks which voice, and what each model id means here.
+
+Cloud model ids (``eleven_flash_v2_5``…) are accepted so existing ElevenLabs client code works
+unchanged: they select the voice's own local engine. ``speechwire_<engine>`` ids pick an engine
+explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from speechwire.engines.base import TTSEngine, VoiceInfo
+
+CLOUD_TTS_MODELS: dict[str, str] = {
+    "eleven_flash_v2_5": "Eleven Flash v2.5",
+    "eleven_flash_v2": "Eleven Flash v2",
+    "eleven_turbo_v2_5": "Eleven Turbo v2.5",
+    "eleven_turbo_v2": "Eleven Turbo v2",
+    "eleven_multilingual_v2": "Eleven Multilingual v2",
+    "eleven_monolingual_v1": "Eleven English v1",
+    "eleven_multilingual_v1": "Eleven Multilingual v1",
+}
+
+
+class UnknownVoice(LookupError):
+    pass
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    model_id: str
+    name: str
+    description: str
+    engine: str | None
+    """The engine it selects; None means the voice's own engine."""
+
+
+class EngineRegistry:
+    """Engines by name, voices by id (with aliases), models by id."""
+
+    def __init__(self, engines: list[TTSEngine], default_voice: str, aliases: dict[str, str] | None = None) -> None:
+        self.engines = {e.name: e for e in engines}
+        self._voices: dict[str, tuple[TTSEngine, VoiceInfo]] = {}
+        for engine in engines:
+            for voice in engine.voices():
+                self._voices[voice.voice_id] = (engine, voice)
+        if default_voice not in self._voices:
+            raise ValueError(f"default voice {default_voice!r} is not provided by any engine")
+        self.default_voice = default_voice
+        self.aliases = {"default": default_voice, **(aliases or {})}
+
+    def voices(self) -> list[VoiceInfo]:
+        return [v for _, v in self._voices.values()]
+
+    def models(self) -> list[ModelInfo]:
+        models = [
+            ModelInfo(mid, f"{name} (served locally)", f"Accepted for compatibility; uses the voice's engine.", None)
+            for mid, name in CLOUD_TTS_MODELS.items()
+        ]
+        models += [
+            ModelInfo(f"speechwire_{name}", f"speechwire {name}", f"Local {name} engine.", name)
+            for name in self.engines
+        ]
+        return models
+
+    def resolve(self, voice_id: str, model_id: str | None) -> tuple[TTSEngine, VoiceInfo]:
+        """The engine and voice for a request, or ``UnknownVoice``/``UnknownModel`` saying why."""
+        entry = self._voices.get(self.aliases.get(voice_id, voice_id))
+        if entry is None:
+            known = ", ".join(sorted([*self._voices, *self.aliases]))
+            raise UnknownVoice(f"A voice with voice_id {voice_id!r} does not exist. Available voices: {known}.")
+        engine, voice = entry
+        if model_id is None or model_id in CLOUD_TTS_MODELS:
+            return engine, voice
+        if model_id.startswith("speechwire_") and model_id[len("speechwire_") :] in self.engines:
+            wanted = model_id[len("speechwire_") :]
+            if wanted != engine.name:
+                raise UnknownVoice(f"Voice {voice_id!r} is not available for model {model_id!r} (engine {wanted}).")
+            return engine, voice
+        known = ", ".join(m.model_id for m in self.models())
+        raise UnknownModel(f"Model {model_id!r} does not exist or cannot do text-to-speech. Available: {known}.")

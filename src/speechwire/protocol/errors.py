@@ -1,0 +1,34 @@
+"""Errors as the wire protocols carry them. The protocol layer raises; the server serialises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+POLICY_VIOLATION = 1008
+"""Close code ElevenLabs uses for every TTS protocol error (the error frame says which)."""
+
+NORMAL_CLOSURE = 1000
+GOING_AWAY = 1001
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+
+
+class ProtocolError(Exception):
+    """A violation the peer must be told about before the socket closes.
+
+    ``error`` is ElevenLabs' machine-readable code (``invalid_input_message``,
+    ``input_timeout_exceeded``…), ``message`` the human text, ``code`` the WebSocket close code.
+    """
+
+    def __init__(self, error: str, message: str, code: int = POLICY_VIOLATION) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+        self.code = code
+
+    def tts_frame(self) -> dict[str, Any]:
+        """The TTS error frame: ``{"message", "error", "code"}`` (observed from ElevenLabs)."""
+        return {"message": self.message, "error": self.error, "code": self.code}
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.error!r}, {self.message!r}, {self.code})"

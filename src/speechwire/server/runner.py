@@ -1,0 +1,59 @@
+"""Run the real server under uvicorn in a background thread, on a port the OS picks.
+
+Used by the benchmarks and the tests: the same app and engines as ``speechwire serve``, with the
+actual bound port read back from the listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+
+from speechwire.config import Settings
+from speechwire.server.app import create_app
+
+
+@dataclass
+class RunningServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def http_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def start_server(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 0,
+                 ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+                 startup_timeout: float = 60.0) -> RunningServer:
+    """Start uvicorn with the speechwire app and wait until it accepts connections."""
+    settings = settings or Settings()
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes), log_level="warning", lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(server, thread, host, int(bound), tls=ssl_certfile is not None)

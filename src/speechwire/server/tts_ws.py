@@ -1,0 +1,161 @@
+"""``/v1/text-to-speech/{voice_id}/stream-input``: the ElevenLabs streaming TTS WebSocket.
+
+Two tasks per socket: the reader feeds frames to the sans-I/O ``TTSServerSession`` and queues
+what it says to generate; the speaker synthesises in order and sends audio. A protocol error
+stops both, sends the error frame, and closes with its code; other sockets never notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from speechwire.engines.base import SynthesisOptions
+from speechwire.engines.registry import UnknownModel, UnknownVoice
+from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, ProtocolError
+from speechwire.protocol.tts import (
+    FINAL_MESSAGE,
+    MODEL_NOT_FOUND,
+    VOICE_NOT_FOUND,
+    Generate,
+    Initialized,
+    InputEnded,
+    StreamInputParams,
+    TTSServerSession,
+    audio_message,
+)
+from speechwire.server.speech import SpeechPipeline
+from speechwire.server.state import ServerState, server_state
+
+router = APIRouter()
+log = logging.getLogger("speechwire.tts")
+
+_END = object()
+
+
+class _Socket:
+    """Serialises sends from the two tasks and remembers whether the socket is still usable."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.lock = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            if not self.closed:
+                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        async with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code, reason[:120])
+
+    async def fail(self, error: ProtocolError) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(error.tts_frame())
+        await self.close(error.code, error.message)
+
+
+def _resolve(state: ServerState, params: StreamInputParams) -> tuple[Any, Any]:
+    try:
+        return state.registry.resolve(params.voice_id, params.model_id)
+    except UnknownVoice as exc:
+        raise ProtocolError(VOICE_NOT_FOUND, str(exc)) from None
+    except UnknownModel as exc:
+        raise ProtocolError(MODEL_NOT_FOUND, str(exc)) from None
+
+
+@router.websocket("/v1/text-to-speech/{voice_id}/stream-input")
+async def stream_input(ws: WebSocket, voice_id: str) -> None:
+    state = server_state(ws.app)
+    await ws.accept()
+    sock = _Socket(ws)
+    sid = uuid.uuid4().hex[:12]
+    try:
+        params = StreamInputParams.from_query(voice_id, ws.query_params)
+        engine, voice = _resolve(state, params)
+    except ProtocolError as exc:
+        log.info("session %s rejected: %s", sid, exc.error)
+        await sock.fail(exc)
+        return
+    settings = state.settings
+    session = TTSServerSession(params, time.monotonic(), max_message_bytes=settings.max_message_bytes,
+                               max_buffer_chars=settings.max_buffer_chars)
+    work: asyncio.Queue[object] = asyncio.Queue()
+    speaker: asyncio.Task[None] | None = None
+    try:
+        while True:
+            deadline = session.deadline
+            if deadline is None:
+                break  # input ended: the speaker finishes and closes
+            try:
+                message = await asyncio.wait_for(ws.receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                session.check_timeout(time.monotonic())
+                continue
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("text")
+            if frame is None:
+                frame = message.get("bytes") or b""
+            for event in session.receive(frame, time.monotonic()):
+                if isinstance(event, Initialized):
+                    speed = event.voice_settings.speed if event.voice_settings and event.voice_settings.speed else 1.0
+                    pipeline = SpeechPipeline(engine, voice, SynthesisOptions(speed=speed), params.output_format,
+                                              state.tts_pool, settings.quick_first_words)
+                    speaker = asyncio.create_task(_speak(sock, pipeline, work, sid))
+                elif isinstance(event, Generate):
+                    work.put_nowait(event)
+                elif isinstance(event, InputEnded):
+                    work.put_nowait(_END)
+        if speaker is not None:
+            await speaker
+    except ProtocolError as exc:
+        log.info("session %s closed on %s: %s", sid, exc.error, exc.message)
+        if speaker is not None:
+            speaker.cancel()
+        await sock.fail(exc)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if speaker is not None and not speaker.done():
+            speaker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await speaker
+
+
+async def _speak(sock: _Socket, pipeline: SpeechPipeline, work: asyncio.Queue[object], sid: str) -> None:
+    """Synthesise queued text in order; after end of input send ``isFinal`` and close 1000."""
+    try:
+        while True:
+            item = await work.get()
+            if item is _END:
+                tail = pipeline.finish()
+                if tail is not None:
+                    await sock.send(audio_message(tail.audio, tail.alignment))
+                await sock.send(FINAL_MESSAGE)
+                await sock.close(NORMAL_CLOSURE)
+                return
+            assert isinstance(item, Generate)
+            async for out in pipeline.speak(item.text):
+                await sock.send(audio_message(out.audio, out.alignment))
+    except asyncio.CancelledError:
+        raise
+    except WebSocketDisconnect:
+        return
+    except Exception:
+        log.exception("session %s: synthesis failed", sid)
+        await sock.fail(ProtocolError("internal_error", "We are sorry, something went wrong.", INTERNAL_ERROR))

@@ -1,0 +1,48 @@
+"""Shared fixtures: the real server under uvicorn on 127.0.0.1 with real engines, and speech data."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from speechwire.config import Settings
+from speechwire.server.runner import RunningServer, start_server
+
+SPEECH_DIR = Path(__file__).resolve().parents[2] / "shared" / "speech" / "dev"
+
+
+@dataclass(frozen=True)
+class Utterance:
+    path: Path
+    duration_s: float
+    transcript: str
+
+
+def speech_manifest() -> list[Utterance]:
+    with (SPEECH_DIR / "manifest.tsv").open(encoding="utf-8") as f:
+        return [
+            Utterance(SPEECH_DIR / row["file"], float(row["duration_s"]), row["transcript"])
+            for row in csv.DictReader(f, delimiter="\t")
+        ]
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """One real server (Piper and espeak-ng) for the whole test session."""
+    running = start_server(Settings(tts_engines=["piper", "espeak"]))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def whisper() -> object:
+    """The local STT engine used to check that what we synthesise is intelligible."""
+    from speechwire.engines.whisper import WhisperEngine
+
+    engine = WhisperEngine()
+    engine.load()
+    return engine
