@@ -38,9 +38,17 @@ def texts(events: list[object]) -> list[str]:
 
 def test_initial_message_fixes_settings() -> None:
     s = session()
-    events = s.receive(json.dumps({"text": " ", "voice_settings": {"speed": 1.1, "stability": 0.5},
-                                   "generation_config": {"chunk_length_schedule": [50, 80]},
-                                   "xi_api_key": "k1"}), 0.0)
+    events = s.receive(
+        json.dumps(
+            {
+                "text": " ",
+                "voice_settings": {"speed": 1.1, "stability": 0.5},
+                "generation_config": {"chunk_length_schedule": [50, 80]},
+                "xi_api_key": "k1",
+            }
+        ),
+        0.0,
+    )
     assert isinstance(events[0], Initialized)
     assert events[0].chunk_length_schedule == (50, 80)
     assert events[0].api_key == "k1"
@@ -50,8 +58,17 @@ def test_initial_message_fixes_settings() -> None:
 def test_sdk_initial_message_with_nulls_is_accepted() -> None:
     # The official SDK sends voice_settings: null and try_trigger_generation in the first message.
     s = session()
-    events = s.receive(json.dumps({"text": " ", "try_trigger_generation": True, "voice_settings": None,
-                                   "generation_config": {"chunk_length_schedule": [50]}}), 0.0)
+    events = s.receive(
+        json.dumps(
+            {
+                "text": " ",
+                "try_trigger_generation": True,
+                "voice_settings": None,
+                "generation_config": {"chunk_length_schedule": [50]},
+            }
+        ),
+        0.0,
+    )
     assert isinstance(events[0], Initialized)
 
 
@@ -59,7 +76,7 @@ def test_default_schedule_buffers_until_120_chars() -> None:
     s = session()
     s.receive(INIT, 0)
     assert texts(s.receive(json.dumps({"text": "Hello there, this is short. "}), 1)) == []
-    more = "And this sentence keeps going on and on for quite a while until it is well past the limit. "
+    more = "And this sentence keeps going on and on for quite a while, until it is well past the limit of the schedule. "
     out = texts(s.receive(json.dumps({"text": more}), 2))
     assert len(out) == 1
     assert "".join(out) + s.buffered_text == "Hello there, this is short. " + more
@@ -125,7 +142,10 @@ def test_keep_alive_space_resets_inactivity_timer() -> None:
         (json.dumps({"flush": True}), "invalid_input_message"),
         (json.dumps({"text": " ", "flush": "yes"}), "invalid_input_message"),
         (json.dumps({"text": " ", "voice_settings": {"speed": 3}}), "invalid_input_message"),
-        (json.dumps({"text": " ", "generation_config": {"chunk_length_schedule": [10]}}), "invalid_input_message"),
+        (
+            json.dumps({"text": " ", "generation_config": {"chunk_length_schedule": [10]}}),
+            "invalid_input_message",
+        ),
         (json.dumps({"text": "Hello before init "}), "invalid_input_message"),
         (b"\x00\x01", "invalid_input_message"),
         (json.dumps({"text": " " * 2000}), "message_too_large"),
@@ -181,7 +201,9 @@ def test_server_frames_round_trip_through_client_parser() -> None:
 @given(st.text(alphabet=st.sampled_from(list("abc ,.!?\n")), max_size=300), st.booleans())
 def test_segment_pieces_concatenate_to_input(text: str, quick: bool) -> None:
     pieces = segment(text, quick_start=quick)
-    assert "".join(p.text for p in pieces) == (text if text.strip() or not pieces else "".join(p.text for p in pieces))
+    assert "".join(p.text for p in pieces) == (
+        text if text.strip() or not pieces else "".join(p.text for p in pieces)
+    )
     if text.strip():
         assert "".join(p.text for p in pieces) == text
     assert all(p.text.strip() for p in pieces[1:])

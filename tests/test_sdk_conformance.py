@@ -17,13 +17,13 @@ import pytest
 import trustme
 from elevenlabs import VoiceSettings
 from elevenlabs.client import ElevenLabs
+from speechwire.wer import corpus_wer
 
 from speechwire.audio.codecs import decode_to_pcm
 from speechwire.audio.formats import AudioFormat
 from speechwire.audio.resample import resample
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import corpus_wer
 
 SENTENCES = [
     "The birch canoe slid on the smooth planks.",
@@ -48,7 +48,9 @@ def tls_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iter
     for pem in cert.cert_chain_pems[1:]:
         pem.write_to_path(str(certfile), append=True)
     cert.private_key_pem.write_to_path(str(keyfile))
-    running = start_server(Settings(tts_engines=["piper"]), ssl_certfile=str(certfile), ssl_keyfile=str(keyfile))
+    running = start_server(
+        Settings(tts_engines=["piper"]), ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
+    )
     yield running
     running.stop()
 
@@ -76,10 +78,14 @@ def test_sdk_convert_realtime_over_wss(tls_server: RunningServer, trusted: Path,
         for sentence in SENTENCES:
             yield from (w + " " for w in sentence.split())
 
-    audio = b"".join(client.text_to_speech.convert_realtime(
-        voice_id="joe", text=words(), model_id="eleven_flash_v2_5",
-        voice_settings=VoiceSettings(stability=0.5, similarity_boost=0.75),
-    ))
+    audio = b"".join(
+        client.text_to_speech.convert_realtime(
+            voice_id="joe",
+            text=words(),
+            model_id="eleven_flash_v2_5",
+            voice_settings=VoiceSettings(stability=0.5, similarity_boost=0.75),
+        )
+    )
     assert len(audio) > 10_000
     heard = transcribe_mp3(audio, whisper)
     result = corpus_wer([(" ".join(SENTENCES), heard)])
@@ -89,11 +95,19 @@ def test_sdk_convert_realtime_over_wss(tls_server: RunningServer, trusted: Path,
 def test_sdk_http_stream(tls_server: RunningServer, ca: trustme.CA, whisper: object) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    client = ElevenLabs(api_key="unused-locally", base_url=tls_server.http_url,
-                        httpx_client=httpx.Client(verify=context, timeout=60))
-    audio = b"".join(client.text_to_speech.stream(
-        voice_id="joe", text=" ".join(SENTENCES), model_id="eleven_multilingual_v2", output_format="mp3_44100_128",
-    ))
+    client = ElevenLabs(
+        api_key="unused-locally",
+        base_url=tls_server.http_url,
+        httpx_client=httpx.Client(verify=context, timeout=60),
+    )
+    audio = b"".join(
+        client.text_to_speech.stream(
+            voice_id="joe",
+            text=" ".join(SENTENCES),
+            model_id="eleven_multilingual_v2",
+            output_format="mp3_44100_128",
+        )
+    )
     heard = transcribe_mp3(audio, whisper)
     result = corpus_wer([(" ".join(SENTENCES), heard)])
     assert result.rate <= MAX_WER, f"WER {result.rate:.1%}: heard {heard!r}"
@@ -102,7 +116,8 @@ def test_sdk_http_stream(tls_server: RunningServer, ca: trustme.CA, whisper: obj
 def test_sdk_lists_voices_and_models(tls_server: RunningServer, ca: trustme.CA) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    client = ElevenLabs(api_key="unused-locally", base_url=tls_server.http_url,
-                        httpx_client=httpx.Client(verify=context))
+    client = ElevenLabs(
+        api_key="unused-locally", base_url=tls_server.http_url, httpx_client=httpx.Client(verify=context)
+    )
     assert "joe" in {v.voice_id for v in client.voices.get_all().voices}
     assert "eleven_flash_v2_5" in {m.model_id for m in client.models.list()}

@@ -29,7 +29,9 @@ def ws_url(server: RunningServer, voice: str = "joe", **query: str) -> str:
     return f"{server.ws_url}/v1/text-to-speech/{voice}/stream-input" + (f"?{qs}" if qs else "")
 
 
-async def collect(url: str, frames: list[Any], *, read_timeout: float = 30) -> tuple[list[dict[str, Any]], int | None]:
+async def collect(
+    url: str, frames: list[Any], *, read_timeout: float = 30
+) -> tuple[list[dict[str, Any]], int | None]:
     """Send raw frames, then read until the server closes; returns (messages, close code)."""
     messages: list[dict[str, Any]] = []
     async with websockets.connect(url, max_size=2**24) as ws:
@@ -47,7 +49,9 @@ async def collect(url: str, frames: list[Any], *, read_timeout: float = 30) -> t
         return messages, ws.close_code
 
 
-async def speak(server: RunningServer, text: str, voice: str = "joe", fmt: str = "pcm_22050") -> tuple[bytes, str]:
+async def speak(
+    server: RunningServer, text: str, voice: str = "joe", fmt: str = "pcm_22050"
+) -> tuple[bytes, str]:
     """A whole healthy session through the client; returns (audio, voiced text)."""
     async with TextToSpeechStream(server.ws_url, voice, output_format=fmt) as tts:
         await tts.send(text, flush=True)
@@ -57,8 +61,10 @@ async def speak(server: RunningServer, text: str, voice: str = "joe", fmt: str =
 
 
 async def test_stream_input_round_trip_with_alignment(server: RunningServer) -> None:
-    messages, code = await collect(ws_url(server, output_format="pcm_22050"),
-                                   [{"text": " "}, {"text": TEXT, "flush": True}, {"text": ""}])
+    messages, code = await collect(
+        ws_url(server, output_format="pcm_22050"),
+        [{"text": " "}, {"text": TEXT, "flush": True}, {"text": ""}],
+    )
     assert code == 1000
     assert messages[-1] == {"isFinal": True}
     audio_msgs = messages[:-1]
@@ -76,20 +82,28 @@ async def test_stream_input_round_trip_with_alignment(server: RunningServer) -> 
 
 
 async def test_alignment_times_fall_inside_each_chunk(server: RunningServer) -> None:
-    messages, _ = await collect(ws_url(server, output_format="pcm_22050"),
-                                [{"text": " "}, {"text": TEXT, "flush": True}, {"text": ""}])
+    messages, _ = await collect(
+        ws_url(server, output_format="pcm_22050"),
+        [{"text": " "}, {"text": TEXT, "flush": True}, {"text": ""}],
+    )
     import base64
 
     for m in messages[:-1]:
         chunk_ms = 1000 * len(base64.b64decode(m["audio"])) / 2 / 22050
-        ends = [s + d for s, d in zip(m["alignment"]["charStartTimesMs"], m["alignment"]["charDurationsMs"],
-                                       strict=True)]
+        ends = [
+            s + d
+            for s, d in zip(
+                m["alignment"]["charStartTimesMs"], m["alignment"]["charDurationsMs"], strict=True
+            )
+        ]
         assert max(ends) <= chunk_ms + 5
 
 
 @pytest.mark.parametrize("fmt", TTS_OUTPUT_FORMATS)
 async def test_every_output_format(server: RunningServer, fmt: str) -> None:
-    audio, voiced = await speak(server, "Testing every output format we can produce. ", voice="espeak-en", fmt=fmt)
+    audio, voiced = await speak(
+        server, "Testing every output format we can produce. ", voice="espeak-en", fmt=fmt
+    )
     pcm, rate = decode_to_pcm(audio, AudioFormat.parse(fmt))
     assert rate == AudioFormat.parse(fmt).sample_rate
     assert 1.0 < len(pcm) / rate < 6.0
@@ -145,8 +159,12 @@ BAD_INPUTS: list[tuple[str, dict[str, str], list[Any], str]] = [
     ("unknown model", {"model_id": "eleven_nonexistent"}, [{"text": " "}], "model_not_found"),
     ("bad output format", {"output_format": "flac_44100"}, [{"text": " "}], "unsupported_output_format"),
     ("oversized message", {}, [{"text": " "}, {"text": "a " * 600_000}], "message_too_large"),
-    ("changed voice settings", {}, [{"text": " ", "voice_settings": {"speed": 1.0}},
-                                    {"text": "x ", "voice_settings": {"speed": 1.1}}], "invalid_input_message"),
+    (
+        "changed voice settings",
+        {},
+        [{"text": " ", "voice_settings": {"speed": 1.0}}, {"text": "x ", "voice_settings": {"speed": 1.1}}],
+        "invalid_input_message",
+    ),
 ]
 
 
@@ -172,15 +190,21 @@ async def test_bad_input_gets_error_and_1008_while_other_session_is_unaffected(
 
 async def test_http_stream_and_with_timestamps(server: RunningServer) -> None:
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
-        r = await http.post("/v1/text-to-speech/joe/stream", params={"output_format": "mp3_44100_128"},
-                            json={"text": TEXT, "model_id": "eleven_flash_v2_5"})
+        r = await http.post(
+            "/v1/text-to-speech/joe/stream",
+            params={"output_format": "mp3_44100_128"},
+            json={"text": TEXT, "model_id": "eleven_flash_v2_5"},
+        )
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("audio/mpeg")
         pcm, rate = decode_to_pcm(r.content, AudioFormat.parse("mp3_44100_128"))
         assert 3.0 < len(pcm) / rate < 9.0
 
-        r = await http.post("/v1/text-to-speech/joe/stream/with-timestamps", params={"output_format": "pcm_16000"},
-                            json={"text": TEXT})
+        r = await http.post(
+            "/v1/text-to-speech/joe/stream/with-timestamps",
+            params={"output_format": "pcm_16000"},
+            json={"text": TEXT},
+        )
         assert r.status_code == 200
         lines = [json.loads(line) for line in r.text.splitlines() if line.strip()]
         chars = "".join("".join(line["alignment"]["characters"]) for line in lines)
@@ -191,7 +215,9 @@ async def test_http_stream_and_with_timestamps(server: RunningServer) -> None:
         r = await http.post("/v1/text-to-speech/nobody/stream", json={"text": "hi"})
         assert r.status_code == 404
         assert r.json()["detail"]["status"] == "voice_not_found"
-        r = await http.post("/v1/text-to-speech/joe/stream", params={"output_format": "wav_1"}, json={"text": "hi"})
+        r = await http.post(
+            "/v1/text-to-speech/joe/stream", params={"output_format": "wav_1"}, json={"text": "hi"}
+        )
         assert r.status_code == 422
         r = await http.post("/v1/text-to-speech/joe/stream", json={"nope": 1})
         assert r.status_code == 422
@@ -211,7 +237,11 @@ def test_say_cli_writes_a_valid_wav(server: RunningServer, tmp_path: Path) -> No
     out = tmp_path / "hello.wav"
     result = subprocess.run(
         [sys.executable, "-m", "speechwire.cli", "say", "--url", server.ws_url, "--out", str(out)],
-        input="Hello from the command line. ", capture_output=True, text=True, timeout=60, check=False,
+        input="Hello from the command line. ",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "time to first audio" in result.stderr

@@ -62,8 +62,9 @@ async def _say(args: argparse.Namespace) -> int:
     write_wav(args.out, np.asarray(pcm, dtype=np.int16), rate)
     ttfa = stream.latency.time_to_first_audio
     console.print(
-        f"wrote {args.out}: {len(pcm) / rate:.2f} s at {rate} Hz; "
-        f"time to first audio {1000 * ttfa:.0f} ms" if ttfa is not None else f"wrote {args.out}"
+        f"wrote {args.out}: {len(pcm) / rate:.2f} s at {rate} Hz; time to first audio {1000 * ttfa:.0f} ms"
+        if ttfa is not None
+        else f"wrote {args.out}"
     )
     return 0
 
@@ -81,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server with local engines")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--ssl-certfile", default=None, help="serve TLS (wss://, https://) with this certificate")
+    serve.add_argument(
+        "--ssl-certfile", default=None, help="serve TLS (wss://, https://) with this certificate"
+    )
     serve.add_argument("--ssl-keyfile", default=None)
     serve.add_argument("--engines", default=None, help="comma-separated TTS engines (default: piper,espeak)")
     serve.set_defaults(func=_serve)

@@ -17,8 +17,11 @@ class StreamResampler:
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
-        self._stream = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32",
-                                                                              quality="HQ")
+        self._stream = (
+            None
+            if in_rate == out_rate
+            else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        )
 
     def process(self, pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
         if self._stream is None:

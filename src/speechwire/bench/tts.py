@@ -78,8 +78,9 @@ async def one_run(url: str, voice: str, fmt: AudioFormat, text: str) -> RunResul
     return RunResult(1000 * ttfa, 1000 * total, audio_ms)
 
 
-async def measure(url: str, voice: str, fmt: AudioFormat, runs: int, concurrency: int,
-                  progress: Progress | None = None) -> tuple[Summary, list[RunResult]]:
+async def measure(
+    url: str, voice: str, fmt: AudioFormat, runs: int, concurrency: int, progress: Progress | None = None
+) -> tuple[Summary, list[RunResult]]:
     results: list[RunResult] = []
     task = progress.add_task(f"{concurrency} session(s)", total=runs) if progress else None
     await one_run(url, voice, fmt, "Warming up.")
@@ -93,14 +94,25 @@ async def measure(url: str, voice: str, fmt: AudioFormat, runs: int, concurrency
         await asyncio.sleep(0.05)
     ttfa = [r.ttfa_ms for r in results]
     rtf = [r.total_ms / r.audio_ms for r in results if r.audio_ms > 0]
-    summary = Summary(concurrency, len(results), percentile(ttfa, 50), percentile(ttfa, 95), max(ttfa),
-                      percentile(rtf, 50), percentile(rtf, 95))
+    summary = Summary(
+        concurrency,
+        len(results),
+        percentile(ttfa, 50),
+        percentile(ttfa, 95),
+        max(ttfa),
+        percentile(rtf, 50),
+        percentile(rtf, 95),
+    )
     return summary, results
 
 
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine()}
+    return {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def run_tts_bench(args: argparse.Namespace) -> int:
@@ -119,20 +131,39 @@ def run_tts_bench(args: argparse.Namespace) -> int:
         summaries: list[Summary] = []
         with Progress(console=console, transient=True) as progress:
             for level in levels:
-                summary, _ = asyncio.run(measure(url, args.voice, fmt, max(args.runs, level), level, progress))
+                summary, _ = asyncio.run(
+                    measure(url, args.voice, fmt, max(args.runs, level), level, progress)
+                )
                 summaries.append(summary)
     finally:
         if running is not None:
             running.stop()
-    table = Table(title=f"TTS over loopback: voice {args.voice}, {fmt.name}, flushed sentence → first audio byte")
+    table = Table(
+        title=f"TTS over loopback: voice {args.voice}, {fmt.name}, flushed sentence → first audio byte"
+    )
     for col in ("sessions", "runs", "TTFA p50 ms", "TTFA p95 ms", "TTFA max ms", "RTF p50", "RTF p95"):
         table.add_column(col, justify="right")
     for s in summaries:
-        table.add_row(str(s.concurrency), str(s.runs), f"{s.ttfa_p50_ms:.1f}", f"{s.ttfa_p95_ms:.1f}",
-                      f"{s.ttfa_max_ms:.1f}", f"{s.rtf_p50:.3f}", f"{s.rtf_p95:.3f}")
+        table.add_row(
+            str(s.concurrency),
+            str(s.runs),
+            f"{s.ttfa_p50_ms:.1f}",
+            f"{s.ttfa_p95_ms:.1f}",
+            f"{s.ttfa_max_ms:.1f}",
+            f"{s.rtf_p50:.3f}",
+            f"{s.rtf_p95:.3f}",
+        )
     console.print(table)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": machine(), "voice": args.voice, "format": fmt.name,
-                       "results": [asdict(s) for s in summaries]}, f, indent=2)
+            json.dump(
+                {
+                    "machine": machine(),
+                    "voice": args.voice,
+                    "format": fmt.name,
+                    "results": [asdict(s) for s in summaries],
+                },
+                f,
+                indent=2,
+            )
     return 0

@@ -66,7 +66,9 @@ class TextToSpeechStream:
             query["auto_mode"] = "true"
         if inactivity_timeout is not None:
             query["inactivity_timeout"] = str(inactivity_timeout)
-        self.url = f"{_ws_url(base_url).rstrip('/')}/v1/text-to-speech/{voice_id}/stream-input?{urlencode(query)}"
+        self.url = (
+            f"{_ws_url(base_url).rstrip('/')}/v1/text-to-speech/{voice_id}/stream-input?{urlencode(query)}"
+        )
         self.output_format = output_format
         self._api_key = api_key
         self._voice_settings = voice_settings
@@ -86,8 +88,9 @@ class TextToSpeechStream:
 
     async def connect(self) -> None:
         headers = {"xi-api-key": self._api_key} if self._api_key else None
-        self._ws = await websockets.connect(self.url, additional_headers=headers, max_size=MAX_FRAME_BYTES,
-                                            ssl=self._ssl, compression=None)
+        self._ws = await websockets.connect(
+            self.url, additional_headers=headers, max_size=MAX_FRAME_BYTES, ssl=self._ssl, compression=None
+        )
         init: dict[str, Any] = {"text": " "}
         if self._voice_settings:
             init["voice_settings"] = self._voice_settings

@@ -7,6 +7,7 @@ patch), so word timing comes from the model rather than a guess.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
@@ -107,17 +108,17 @@ class PiperEngine:
         import json
 
         model = onnx.load(str(spec.model_path))
-        try:
+        with contextlib.suppress(ValueError):  # already patched on disk
             add_alignment_output(model)
-        except ValueError:
-            pass  # already patched on disk
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(
             model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        config = PiperConfig.from_dict(json.loads(Path(f"{spec.model_path}.json").read_text(encoding="utf-8")))
+        config = PiperConfig.from_dict(
+            json.loads(Path(f"{spec.model_path}.json").read_text(encoding="utf-8"))
+        )
         voice = PiperVoice(session=session, config=config)
         list(voice.synthesize("Ready.", include_alignments=True))  # warm up the graph
         return voice
@@ -150,8 +151,9 @@ class PiperEngine:
         source: AlignmentSource = "engine"
         alignment: CharAlignment | None = None
         if timing_ok:
-            alignment = align_words(text, [(1000 * s / rate, 1000 * e / rate) for s, e in word_spans],
-                                    1000 * len(pcm) / rate)
+            alignment = align_words(
+                text, [(1000 * s / rate, 1000 * e / rate) for s, e in word_spans], 1000 * len(pcm) / rate
+            )
         if alignment is None:
             source = "estimate"
             alignment = estimate_alignment(text, *_speech_bounds_ms(pcm, rate), 1000 * len(pcm) / rate)
@@ -174,10 +176,9 @@ def _word_spans(alignments: Any) -> list[tuple[int, int]] | None:
             if start is None:
                 start = position
             end = position + n
-        elif phoneme == " " or phoneme in _MARKERS:
-            if start is not None:
-                spans.append((start, end))
-                start = None
+        elif (phoneme == " " or phoneme in _MARKERS) and start is not None:
+            spans.append((start, end))
+            start = None
         position += n
     if start is not None:
         spans.append((start, end))

@@ -42,7 +42,9 @@ class ModelInfo:
 class EngineRegistry:
     """Engines by name, voices by id (with aliases), models by id."""
 
-    def __init__(self, engines: list[TTSEngine], default_voice: str, aliases: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, engines: list[TTSEngine], default_voice: str, aliases: dict[str, str] | None = None
+    ) -> None:
         self.engines = {e.name: e for e in engines}
         self._voices: dict[str, tuple[TTSEngine, VoiceInfo]] = {}
         for engine in engines:
@@ -58,7 +60,9 @@ class EngineRegistry:
 
     def models(self) -> list[ModelInfo]:
         models = [
-            ModelInfo(mid, f"{name} (served locally)", f"Accepted for compatibility; uses the voice's engine.", None)
+            ModelInfo(
+                mid, f"{name} (served locally)", "Accepted for compatibility; uses the voice's engine.", None
+            )
             for mid, name in CLOUD_TTS_MODELS.items()
         ]
         models += [
@@ -72,14 +76,20 @@ class EngineRegistry:
         entry = self._voices.get(self.aliases.get(voice_id, voice_id))
         if entry is None:
             known = ", ".join(sorted([*self._voices, *self.aliases]))
-            raise UnknownVoice(f"A voice with voice_id {voice_id!r} does not exist. Available voices: {known}.")
+            raise UnknownVoice(
+                f"A voice with voice_id {voice_id!r} does not exist. Available voices: {known}."
+            )
         engine, voice = entry
         if model_id is None or model_id in CLOUD_TTS_MODELS:
             return engine, voice
         if model_id.startswith("speechwire_") and model_id[len("speechwire_") :] in self.engines:
             wanted = model_id[len("speechwire_") :]
             if wanted != engine.name:
-                raise UnknownVoice(f"Voice {voice_id!r} is not available for model {model_id!r} (engine {wanted}).")
+                raise UnknownVoice(
+                    f"Voice {voice_id!r} is not available for model {model_id!r} (engine {wanted})."
+                )
             return engine, voice
         known = ", ".join(m.model_id for m in self.models())
-        raise UnknownModel(f"Model {model_id!r} does not exist or cannot do text-to-speech. Available: {known}.")
+        raise UnknownModel(
+            f"Model {model_id!r} does not exist or cannot do text-to-speech. Available: {known}."
+        )

@@ -38,7 +38,9 @@ def _to_alignment(text: str, starts: list[float], ends: list[float]) -> CharAlig
     return CharAlignment(tuple(text), tuple(start_ms), tuple(dur_ms))
 
 
-def align_words(text: str, word_spans_ms: Sequence[tuple[float, float]], total_ms: float) -> CharAlignment | None:
+def align_words(
+    text: str, word_spans_ms: Sequence[tuple[float, float]], total_ms: float
+) -> CharAlignment | None:
     """Character timing from one (start, end) span per spoken word of ``text``.
 
     Returns None when the engine's word count differs from the text's (numbers spelled out,
@@ -68,7 +70,9 @@ def _weight(ch: str) -> float:
     return 0.8 if ch in ",;:.!?—" else 0.2
 
 
-def estimate_alignment(text: str, speech_start_ms: float, speech_end_ms: float, total_ms: float) -> CharAlignment:
+def estimate_alignment(
+    text: str, speech_start_ms: float, speech_end_ms: float, total_ms: float
+) -> CharAlignment:
     """An estimate: the speech span shared among characters by a rough per-character weight.
 
     Used only when an engine reports no timing; documented as an estimate in ``Synthesis``.

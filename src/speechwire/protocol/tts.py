@@ -84,11 +84,14 @@ class StreamInputParams:
             try:
                 timeout = float(raw)
             except ValueError:
-                raise ProtocolError(INVALID_REQUEST, f"inactivity_timeout must be a number, got {raw!r}") from None
+                raise ProtocolError(
+                    INVALID_REQUEST, f"inactivity_timeout must be a number, got {raw!r}"
+                ) from None
             if not 1 <= timeout <= MAX_INACTIVITY_TIMEOUT_S:
                 raise ProtocolError(
                     INVALID_REQUEST,
-                    f"inactivity_timeout must be between 1 and {MAX_INACTIVITY_TIMEOUT_S:g} seconds, got {raw}",
+                    f"inactivity_timeout must be between 1 and {MAX_INACTIVITY_TIMEOUT_S:g} seconds, "
+                    f"got {raw}",
                 )
         seed: int | None = None
         if "seed" in q:
@@ -191,7 +194,9 @@ def parse_client_message(frame: str | bytes, max_bytes: int) -> ClientTextMessag
         raise ProtocolError(INVALID_INPUT, "Expected a JSON text frame, got a binary frame.")
     size = len(frame.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        raise ProtocolError(MESSAGE_TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_bytes} bytes.")
+        raise ProtocolError(
+            MESSAGE_TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_bytes} bytes."
+        )
     try:
         data = json.loads(frame)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -269,8 +274,14 @@ class TTSServerSession:
     The clock is an argument (``now``, in seconds, any monotonic origin), so tests can drive time.
     """
 
-    def __init__(self, params: StreamInputParams, now: float, *, max_message_bytes: int = 1 << 20,
-                 max_buffer_chars: int = 100_000) -> None:
+    def __init__(
+        self,
+        params: StreamInputParams,
+        now: float,
+        *,
+        max_message_bytes: int = 1 << 20,
+        max_buffer_chars: int = 100_000,
+    ) -> None:
         self.params = params
         self.state = TTSState.AWAITING_INIT
         self.max_message_bytes = max_message_bytes
@@ -298,7 +309,8 @@ class TTSServerSession:
             self.state = TTSState.CLOSED
             raise ProtocolError(
                 INPUT_TIMEOUT,
-                f"Have not received a new text input within the timeout of {self.params.inactivity_timeout:g} "
+                "Have not received a new text input within the timeout of "
+                f"{self.params.inactivity_timeout:g} "
                 "seconds. Streaming input requires feeding text in a timely manner or sending the end of "
                 "input text (an empty string) when done.",
             )
@@ -407,8 +419,9 @@ def alignment_json(alignment: CharAlignment) -> dict[str, list[Any]]:
     }
 
 
-def audio_message(audio: bytes, alignment: CharAlignment | None,
-                  normalized: CharAlignment | None = None) -> dict[str, Any]:
+def audio_message(
+    audio: bytes, alignment: CharAlignment | None, normalized: CharAlignment | None = None
+) -> dict[str, Any]:
     """An ``AudioOutput`` frame. Alignment times are relative to this chunk, as upstream does."""
     msg: dict[str, Any] = {"audio": base64.b64encode(audio).decode("ascii")}
     if alignment is not None:
@@ -452,8 +465,9 @@ def _alignment_from_json(data: Any) -> CharAlignment | None:
     chars, starts = data.get("chars"), data.get("charStartTimesMs")
     if not (isinstance(chars, list) and isinstance(starts, list) and isinstance(durations, list)):
         return None
-    return CharAlignment(tuple(str(c) for c in chars), tuple(int(s) for s in starts),
-                         tuple(int(d) for d in durations))
+    return CharAlignment(
+        tuple(str(c) for c in chars), tuple(int(s) for s in starts), tuple(int(d) for d in durations)
+    )
 
 
 def parse_server_message(frame: str | bytes) -> ServerEvent:
@@ -473,4 +487,3 @@ def parse_server_message(frame: str | bytes) -> ServerEvent:
         _alignment_from_json(data.get("alignment")),
         _alignment_from_json(data.get("normalizedAlignment")),
     )
-

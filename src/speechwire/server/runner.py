@@ -38,14 +38,25 @@ class RunningServer:
         self.thread.join(timeout)
 
 
-def start_server(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 0,
-                 ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
-                 startup_timeout: float = 60.0) -> RunningServer:
+def start_server(
+    settings: Settings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    startup_timeout: float = 60.0,
+) -> RunningServer:
     """Start uvicorn with the speechwire app and wait until it accepts connections."""
     settings = settings or Settings()
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
-        ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes), log_level="warning", lifespan="on",
+        create_app(settings),
+        host=host,
+        port=port,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
+        log_level="warning",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="uvicorn", daemon=True)

@@ -63,8 +63,9 @@ def _clip_alignment(alignment: CharAlignment, head_ms: int, length_ms: int) -> C
 
 def _concat(first: CharAlignment, second: CharAlignment, offset_ms: int) -> CharAlignment:
     moved = second.shifted(offset_ms)
-    return CharAlignment(first.chars + moved.chars, first.start_ms + moved.start_ms,
-                         first.duration_ms + moved.duration_ms)
+    return CharAlignment(
+        first.chars + moved.chars, first.start_ms + moved.start_ms, first.duration_ms + moved.duration_ms
+    )
 
 
 class SpeechPipeline:
@@ -74,8 +75,15 @@ class SpeechPipeline:
     each engine job's deadline and decides when a quick first phrase is worth its cost.
     """
 
-    def __init__(self, engine: TTSEngine, voice: VoiceInfo, options: SynthesisOptions, fmt: AudioFormat,
-                 pool: EnginePool, quick_first_words: int = 2) -> None:
+    def __init__(
+        self,
+        engine: TTSEngine,
+        voice: VoiceInfo,
+        options: SynthesisOptions,
+        fmt: AudioFormat,
+        pool: EnginePool,
+        quick_first_words: int = 2,
+    ) -> None:
         self.engine = engine
         self.voice = voice
         self.options = options

@@ -61,8 +61,9 @@ async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str
     except UnknownModel as exc:
         return _error(400, "model_not_found", str(exc))
     speed = body.voice_settings.speed if body.voice_settings and body.voice_settings.speed else 1.0
-    pipeline = SpeechPipeline(engine, voice, SynthesisOptions(speed=speed), fmt, state.tts_pool,
-                              state.settings.quick_first_words)
+    pipeline = SpeechPipeline(
+        engine, voice, SynthesisOptions(speed=speed), fmt, state.tts_pool, state.settings.quick_first_words
+    )
     return pipeline, body.text
 
 
@@ -89,7 +90,8 @@ def _http_alignment(alignment: CharAlignment, offset_ms: float) -> dict[str, Any
         "characters": list(alignment.chars),
         "character_start_times_seconds": [round((offset_ms + s) / 1000, 3) for s in alignment.start_ms],
         "character_end_times_seconds": [
-            round((offset_ms + s + d) / 1000, 3) for s, d in zip(alignment.start_ms, alignment.duration_ms, strict=True)
+            round((offset_ms + s + d) / 1000, 3)
+            for s, d in zip(alignment.start_ms, alignment.duration_ms, strict=True)
         ],
     }
 
@@ -106,14 +108,20 @@ async def stream_with_timestamps(request: Request, voice_id: str) -> Response:
         async for out in pipeline.speak(text):
             aligned = _http_alignment(out.alignment, offset)
             offset += out.duration_ms
-            chunk = {"audio_base64": base64.b64encode(out.audio).decode(), "alignment": aligned,
-                     "normalized_alignment": aligned}
+            chunk = {
+                "audio_base64": base64.b64encode(out.audio).decode(),
+                "alignment": aligned,
+                "normalized_alignment": aligned,
+            }
             yield (json.dumps(chunk) + "\n").encode()
         tail = pipeline.finish()
         if tail is not None and (tail.audio or tail.alignment.chars):
             aligned = _http_alignment(tail.alignment, offset)
-            chunk = {"audio_base64": base64.b64encode(tail.audio).decode(), "alignment": aligned,
-                     "normalized_alignment": aligned}
+            chunk = {
+                "audio_base64": base64.b64encode(tail.audio).decode(),
+                "alignment": aligned,
+                "normalized_alignment": aligned,
+            }
             yield (json.dumps(chunk) + "\n").encode()
 
     return StreamingResponse(body(), media_type="application/x-ndjson")

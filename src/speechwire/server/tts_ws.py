@@ -92,8 +92,12 @@ async def stream_input(ws: WebSocket, voice_id: str) -> None:
         await sock.fail(exc)
         return
     settings = state.settings
-    session = TTSServerSession(params, time.monotonic(), max_message_bytes=settings.max_message_bytes,
-                               max_buffer_chars=settings.max_buffer_chars)
+    session = TTSServerSession(
+        params,
+        time.monotonic(),
+        max_message_bytes=settings.max_message_bytes,
+        max_buffer_chars=settings.max_buffer_chars,
+    )
     work: asyncio.Queue[object] = asyncio.Queue()
     speaker: asyncio.Task[None] | None = None
     try:
@@ -113,9 +117,19 @@ async def stream_input(ws: WebSocket, voice_id: str) -> None:
                 frame = message.get("bytes") or b""
             for event in session.receive(frame, time.monotonic()):
                 if isinstance(event, Initialized):
-                    speed = event.voice_settings.speed if event.voice_settings and event.voice_settings.speed else 1.0
-                    pipeline = SpeechPipeline(engine, voice, SynthesisOptions(speed=speed), params.output_format,
-                                              state.tts_pool, settings.quick_first_words)
+                    speed = (
+                        event.voice_settings.speed
+                        if event.voice_settings and event.voice_settings.speed
+                        else 1.0
+                    )
+                    pipeline = SpeechPipeline(
+                        engine,
+                        voice,
+                        SynthesisOptions(speed=speed),
+                        params.output_format,
+                        state.tts_pool,
+                        settings.quick_first_words,
+                    )
                     speaker = asyncio.create_task(_speak(sock, pipeline, work, sid))
                 elif isinstance(event, Generate):
                     work.put_nowait(event)
@@ -158,4 +172,6 @@ async def _speak(sock: _Socket, pipeline: SpeechPipeline, work: asyncio.Queue[ob
         return
     except Exception:
         log.exception("session %s: synthesis failed", sid)
-        await sock.fail(ProtocolError("internal_error", "We are sorry, something went wrong.", INTERNAL_ERROR))
+        await sock.fail(
+            ProtocolError("internal_error", "We are sorry, something went wrong.", INTERNAL_ERROR)
+        )
