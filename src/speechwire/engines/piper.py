@@ -99,13 +99,13 @@ class PiperEngine:
             return self._loaded[voice_id]
 
     def _load_voice(self, spec: PiperVoiceSpec) -> Any:
+        import json
+
         import onnx
         import onnxruntime
         from piper import PiperVoice
         from piper.config import PiperConfig
         from piper.patch_voice_with_alignment import add_alignment_output
-
-        import json
 
         model = onnx.load(str(spec.model_path))
         with contextlib.suppress(ValueError):  # already patched on disk
