@@ -76,7 +76,8 @@ def test_default_schedule_buffers_until_120_chars() -> None:
     s = session()
     s.receive(INIT, 0)
     assert texts(s.receive(json.dumps({"text": "Hello there, this is short. "}), 1)) == []
-    more = "And this sentence keeps going on and on for quite a while, until it is well past the limit of the schedule. "
+    more = "And this sentence keeps going on and on for quite a while, until it is well past the limit. "
+    more += "Yes. "
     out = texts(s.receive(json.dumps({"text": more}), 2))
     assert len(out) == 1
     assert "".join(out) + s.buffered_text == "Hello there, this is short. " + more
