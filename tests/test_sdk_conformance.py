@@ -26,12 +26,15 @@ from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
 
 SENTENCES = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It is easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
+    # What a voice assistant says. (Harvard sentences were tried first: Whisper tiny.en, the judge,
+    # mishears them at 10-17 % even from a whole-sentence synthesis, so they measure the judge.)
+    "The weather today will be sunny with a high of seventy degrees.",
+    "Your meeting with the design team has been moved to three o'clock.",
+    "I found two coffee shops within walking distance of your hotel.",
+    "Please remember to bring your passport and your boarding pass.",
+    "Turn left at the next intersection and continue for half a mile.",
 ]
-MAX_WER = 0.10
+MAX_WER = 0.10  # the bound; measured 0-2 % on these sentences (docs/performance.md)
 
 
 @pytest.fixture(scope="module")

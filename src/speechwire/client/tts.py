@@ -7,6 +7,7 @@ recorded in ``latency``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl as ssl_module
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
@@ -96,7 +97,13 @@ class TextToSpeechStream:
             init["voice_settings"] = self._voice_settings
         if self._schedule:
             init["generation_config"] = {"chunk_length_schedule": self._schedule}
-        await self._ws.send(json.dumps(init))
+        await self._send(init)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        """Send a frame. If the server already closed, say nothing here: its error frame is still
+        queued, and iterating raises it as a typed error (more useful than "connection closed")."""
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self._socket().send(json.dumps(message))
 
     def _socket(self) -> ClientConnection:
         if self._ws is None:
@@ -112,20 +119,20 @@ class TextToSpeechStream:
             message["flush"] = True
         if try_trigger_generation:
             message["try_trigger_generation"] = True
-        await self._socket().send(json.dumps(message))
+        await self._send(message)
         if text.strip():
             self.latency.text_sent()
 
     async def flush(self) -> None:
-        await self._socket().send(json.dumps({"text": " ", "flush": True}))
+        await self._send({"text": " ", "flush": True})
 
     async def keep_alive(self) -> None:
         """The protocol's keep-alive: a single space resets the server's inactivity timer."""
-        await self._socket().send(json.dumps({"text": " "}))
+        await self._send({"text": " "})
 
     async def end(self) -> None:
         """End of input: the server voices what is buffered, sends ``isFinal`` and closes."""
-        await self._socket().send(json.dumps({"text": ""}))
+        await self._send({"text": ""})
 
     async def __aiter__(self) -> AsyncIterator[AudioChunk]:
         ws = self._socket()

@@ -38,6 +38,27 @@ def _to_alignment(text: str, starts: list[float], ends: list[float]) -> CharAlig
     return CharAlignment(tuple(text), tuple(start_ms), tuple(dur_ms))
 
 
+def align_spans(text: str, spans: Sequence[tuple[int, int, float, float]], total_ms: float) -> CharAlignment:
+    """Character timing from (first char, end char, start ms, end ms) spans of spoken words.
+
+    Characters of a word share its span evenly; characters between words (spaces, punctuation)
+    share the gap. Spans must be in text order; overlapping ones are clipped.
+    """
+    starts = [0.0] * len(text)
+    ends = [0.0] * len(text)
+    cursor_char, cursor_ms = 0, 0.0
+    for lo, hi, s, e in spans:
+        lo = max(lo, cursor_char)
+        hi = min(max(hi, lo), len(text))
+        s = max(s, cursor_ms)
+        e = max(e, s)
+        _spread(starts, ends, cursor_char, lo, cursor_ms, s)
+        _spread(starts, ends, lo, hi, s, e)
+        cursor_char, cursor_ms = hi, e
+    _spread(starts, ends, cursor_char, len(text), cursor_ms, max(cursor_ms, total_ms))
+    return _to_alignment(text, starts, ends)
+
+
 def align_words(
     text: str, word_spans_ms: Sequence[tuple[float, float]], total_ms: float
 ) -> CharAlignment | None:
@@ -49,17 +70,8 @@ def align_words(
     words = list(_WORD.finditer(text))
     if len(words) != len(word_spans_ms) or not words:
         return None
-    starts = [0.0] * len(text)
-    ends = [0.0] * len(text)
-    cursor_char, cursor_ms = 0, 0.0
-    for match, (s, e) in zip(words, word_spans_ms, strict=True):
-        s = max(s, cursor_ms)
-        e = max(e, s)
-        _spread(starts, ends, cursor_char, match.start(), cursor_ms, s)  # gap: spaces, punctuation
-        _spread(starts, ends, match.start(), match.end(), s, e)
-        cursor_char, cursor_ms = match.end(), e
-    _spread(starts, ends, cursor_char, len(text), cursor_ms, max(cursor_ms, total_ms))
-    return _to_alignment(text, starts, ends)
+    spans = [(m.start(), m.end(), s, e) for m, (s, e) in zip(words, word_spans_ms, strict=True)]
+    return align_spans(text, spans, total_ms)
 
 
 def _weight(ch: str) -> float:

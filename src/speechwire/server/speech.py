@@ -23,10 +23,13 @@ from speechwire.protocol.text import segment
 
 SEAM_TAIL_MS = 30
 """Silence kept at the end of a piece cut inside a clause: enough to sound joined, not clipped."""
-SEAM_HEAD_MS = 10
+SEAM_HEAD_MS = 30
+"""Lead-in kept before the first loud sample of the piece after a seam: quiet onsets (s, sh, f)
+sit below the loudness floor and must not be cut."""
 STARVED_MARGIN_S = 0.05
 """A listener with less audio than this queued counts as waiting: use a quick first phrase."""
-SILENCE_FLOOR = 300
+SILENCE_FLOOR_RATIO = 0.03
+"""Samples under this fraction of the piece's peak count as silence when trimming at a seam."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,8 @@ class AudioOut:
 
 def _trim(pcm: npt.NDArray[np.int16], rate: int, head: bool, tail: bool) -> tuple[npt.NDArray[np.int16], int]:
     """Cut leading/trailing silence down to the seam margins; returns (pcm, ms cut from the head)."""
-    loud = np.nonzero(np.abs(pcm.astype(np.int32)) > SILENCE_FLOOR)[0]
+    magnitude = np.abs(pcm.astype(np.int32))
+    loud = np.nonzero(magnitude > SILENCE_FLOOR_RATIO * float(magnitude.max()))[0]
     if len(loud) == 0:
         return pcm, 0
     start, end = 0, len(pcm)

