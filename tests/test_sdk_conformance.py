@@ -17,13 +17,13 @@ import pytest
 import trustme
 from elevenlabs import VoiceSettings
 from elevenlabs.client import ElevenLabs
-from speechwire.wer import corpus_wer
 
 from speechwire.audio.codecs import decode_to_pcm
 from speechwire.audio.formats import AudioFormat
 from speechwire.audio.resample import resample
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
+from speechwire.wer import corpus_wer
 
 SENTENCES = [
     # What a voice assistant says. (Harvard sentences were tried first: Whisper tiny.en, the judge,

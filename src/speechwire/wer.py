@@ -122,11 +122,11 @@ def wer(reference: str, hypothesis: str) -> WerResult:
             if ref[i - 1] == hyp[j - 1]:
                 best = prev[j - 1]
             else:
-                s, d, ins = prev[j - 1], prev[j], cur[j - 1]
+                s, d, a = prev[j - 1], prev[j], cur[j - 1]
                 best = min(
                     (s[0] + 1, s[1] + 1, s[2], s[3]),
                     (d[0] + 1, d[1], d[2] + 1, d[3]),
-                    (ins[0] + 1, ins[1], ins[2], ins[3] + 1),
+                    (a[0] + 1, a[1], a[2], a[3] + 1),
                 )
             cur.append(best)
         prev = cur
