@@ -1,0 +1,67 @@
+"""Intelligibility of synthesised speech: WER of Whisper tiny.en on what the server says.
+
+Streams each sentence through ``stream-input`` (so the quick first phrase and its seam are
+included), then transcribes it. Also synthesises each sentence whole, straight from the engine,
+to show what the seam costs (if anything). Run: ``.venv/bin/python benchmarks/tts_wer.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from speechwire.audio.resample import resample
+from speechwire.client.tts import TextToSpeechStream
+from speechwire.config import Settings
+from speechwire.engines.base import SynthesisOptions
+from speechwire.engines.piper import PiperEngine
+from speechwire.engines.whisper import WhisperEngine
+from speechwire.server.runner import start_server
+from speechwire.wer import corpus_wer
+
+SENTENCES = [
+    "The weather today will be sunny with a high of seventy degrees.",
+    "Your meeting with the design team has been moved to three o'clock.",
+    "I found two coffee shops within walking distance of your hotel.",
+    "Please remember to bring your passport and your boarding pass.",
+    "The train to Boston leaves from platform four in ten minutes.",
+    "Would you like me to read the rest of the message out loud?",
+    "Turn left at the next intersection and continue for half a mile.",
+    "Your package was delivered to the front door this morning.",
+    "I have added milk, eggs and bread to your shopping list.",
+    "The museum opens at nine and closes at five on weekdays.",
+]
+
+
+async def streamed(url: str, text: str) -> np.ndarray:
+    async with TextToSpeechStream(url, "joe", output_format="pcm_16000") as tts:
+        await tts.send(text + " ", flush=True)
+        await tts.end()
+        audio = b"".join([c.audio async for c in tts])
+    return np.frombuffer(audio, np.int16)
+
+
+def main() -> None:
+    whisper = WhisperEngine()
+    piper = PiperEngine()
+    server = start_server(Settings(tts_engines=["piper"]))
+    try:
+        stream_pairs, whole_pairs = [], []
+        for sentence in SENTENCES:
+            heard = whisper.transcribe(asyncio.run(streamed(server.ws_url, sentence))).text
+            stream_pairs.append((sentence, heard))
+            whole = piper.synthesize(sentence, "joe", SynthesisOptions())
+            whole_pairs.append(
+                (sentence, whisper.transcribe(resample(whole.pcm, whole.sample_rate, 16000)).text)
+            )
+            print(f"{sentence}\n  streamed: {heard}")
+    finally:
+        server.stop()
+    s, w = corpus_wer(stream_pairs), corpus_wer(whole_pairs)
+    print(f"WER streamed through stream-input: {s.rate:.1%} ({s.errors}/{s.words})")
+    print(f"WER whole sentence from the engine: {w.rate:.1%} ({w.errors}/{w.words})")
+
+
+if __name__ == "__main__":
+    main()
