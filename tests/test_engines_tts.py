@@ -40,7 +40,8 @@ def test_audio_and_engine_timing(engine: TTSEngine) -> None:
 def test_speed_changes_duration(engine: TTSEngine) -> None:
     slow = engine.synthesize(TEXT, voice_of(engine), SynthesisOptions(speed=0.8))
     fast = engine.synthesize(TEXT, voice_of(engine), SynthesisOptions(speed=1.2))
-    assert slow.duration_ms > 1.25 * fast.duration_ms
+    # Measured 1.26-1.32 for Piper (phrase-end silence does not scale), about 1.5 for espeak.
+    assert slow.duration_ms > 1.15 * fast.duration_ms
 
 
 def test_concurrent_calls_are_safe(engine: TTSEngine) -> None:

@@ -92,6 +92,7 @@ def test_sdk_convert_realtime_over_wss(tls_server: RunningServer, trusted: Path,
     assert len(audio) > 10_000
     heard = transcribe_mp3(audio, whisper)
     result = corpus_wer([(" ".join(SENTENCES), heard)])
+    print(f"WER {result.rate:.1%}: heard {heard!r}")
     assert result.rate <= MAX_WER, f"WER {result.rate:.1%}: heard {heard!r}"
 
 
@@ -113,6 +114,7 @@ def test_sdk_http_stream(tls_server: RunningServer, ca: trustme.CA, whisper: obj
     )
     heard = transcribe_mp3(audio, whisper)
     result = corpus_wer([(" ".join(SENTENCES), heard)])
+    print(f"WER {result.rate:.1%}: heard {heard!r}")
     assert result.rate <= MAX_WER, f"WER {result.rate:.1%}: heard {heard!r}"
 
 

@@ -53,6 +53,11 @@ def _merge_short(parts: list[str], minimum: int) -> list[str]:
     return merged
 
 
+def ends_phrase(text: str) -> bool:
+    """Whether ``text`` ends at punctuation, where a pause sounds natural."""
+    return text.rstrip()[-1:] in tuple(".!?…,;:—)\"'")
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences, each keeping its trailing whitespace; long ones split further at clause marks."""
     out: list[str] = []

@@ -19,7 +19,7 @@ from speechwire.audio.codecs import make_encoder
 from speechwire.audio.formats import AudioFormat
 from speechwire.engines.base import Synthesis, SynthesisOptions, TTSEngine, VoiceInfo
 from speechwire.engines.pool import EnginePool
-from speechwire.protocol.text import segment
+from speechwire.protocol.text import Piece, ends_phrase, segment
 
 SEAM_TAIL_MS = 30
 """Silence kept at the end of a piece cut inside a clause: enough to sound joined, not clipped."""
@@ -108,7 +108,11 @@ class SpeechPipeline:
         """Audio for ``text``, piece by piece, as soon as each piece is synthesised and encoded."""
         now = time.monotonic()
         quick = self.quick_first_words > 0 and self._play_end <= now + STARVED_MARGIN_S
-        for piece in segment(text, quick_start=quick, first_words=self.quick_first_words):
+        pieces = segment(text, quick_start=quick, first_words=self.quick_first_words)
+        if pieces and not ends_phrase(text):
+            # The schedule cut this text mid-clause: join it to what comes next without a pause.
+            pieces[-1] = Piece(pieces[-1].text, seamless=True)
+        for piece in pieces:
             deadline = max(time.monotonic(), self._play_end - 0.2)
             result = await self.pool.run(lambda t=piece.text: self._synthesize(t), deadline)  # type: ignore[misc]
             out = self._encode(result, trim_tail=piece.seamless)
