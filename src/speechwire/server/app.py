@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from speechwire import __version__
 from speechwire.config import Settings
-from speechwire.engines.base import TTSEngine
+from speechwire.engines.base import STTEngine, TTSEngine
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
 from speechwire.server.state import ServerState
@@ -36,6 +36,22 @@ def build_engines(settings: Settings) -> list[TTSEngine]:
     return engines
 
 
+def build_stt_engines(settings: Settings) -> dict[str, STTEngine]:
+    engines: dict[str, STTEngine] = {}
+    for name in settings.stt_engines:
+        if name == "moonshine":
+            from speechwire.engines.moonshine import MoonshineEngine
+
+            engines[name] = MoonshineEngine()
+        elif name == "whisper":
+            from speechwire.engines.whisper import WhisperEngine
+
+            engines[name] = WhisperEngine(cpu_threads=settings.piper_threads)
+        else:
+            raise ValueError(f"unknown STT engine {name!r} (known: moonshine, whisper)")
+    return engines
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines load at start-up so the first request pays no loading cost."""
     settings = settings or Settings()
@@ -47,20 +63,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.load()
         registry = EngineRegistry(engines, settings.tts_default_voice, settings.tts_voice_aliases)
         pool = EnginePool(settings.tts_workers, name="tts")
-        app.state.speechwire = ServerState(settings, registry, pool)
+        stt_engines = build_stt_engines(settings)
+        for stt in stt_engines.values():
+            stt.load()
+        stt_pool = EnginePool(settings.stt_workers, name="stt")
+        app.state.speechwire = ServerState(settings, registry, pool, stt_engines, stt_pool)
         log.info("engines ready: %s", ", ".join(registry.engines))
         try:
             yield
         finally:
             pool.close()
+            stt_pool.close()
 
     app = FastAPI(title="speechwire", version=__version__, lifespan=lifespan)
 
-    from speechwire.server import catalog, tts_http, tts_ws
+    from speechwire.server import catalog, stt_ws, tts_http, tts_ws
 
     app.include_router(catalog.router)
     app.include_router(tts_ws.router)
     app.include_router(tts_http.router)
+    app.include_router(stt_ws.router)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp
 
 from speechwire.config import Settings
+from speechwire.engines.base import STTEngine
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
 
@@ -18,6 +19,8 @@ class ServerState:
     settings: Settings
     registry: EngineRegistry
     tts_pool: EnginePool
+    stt_engines: dict[str, STTEngine] = field(default_factory=dict)
+    stt_pool: EnginePool | None = None
 
 
 def server_state(app: ASGIApp) -> ServerState:

@@ -1,0 +1,237 @@
+"""``RealtimeTranscriber``: an asyncio client for the realtime speech-to-text WebSocket.
+
+Send PCM from a file, a microphone or any async iterator; read events as an async iterator;
+``commit()`` for manual commits. It records, for each committed segment, the time from the end
+of speech to the committed text, and the cadence of partial transcripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl as ssl_module
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import numpy.typing as npt
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat
+from speechwire.client.errors import ConnectionClosedError, server_error
+from speechwire.client.tts import _ws_url
+
+SPEECH_RMS = 300.0
+"""A chunk louder than this counts as speech for the client's own end-of-speech clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    session_id: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PartialTranscript:
+    text: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedTranscript:
+    text: str
+    received_at: float
+    words: tuple[dict[str, Any], ...] = ()
+
+
+TranscriptEvent = SessionStarted | PartialTranscript | CommittedTranscript
+
+
+@dataclass
+class STTLatency:
+    """End of speech → committed text (seconds, one per segment) and partial intervals."""
+
+    end_of_speech_to_commit: list[float] = field(default_factory=list)
+    partial_intervals: list[float] = field(default_factory=list)
+    first_partial_after_speech: list[float] = field(default_factory=list)
+
+
+class RealtimeTranscriber:
+    """One realtime STT socket. Use as ``async with RealtimeTranscriber(url) as stt:``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model_id: str = "scribe_v2_realtime",
+        audio_format: str = "pcm_16000",
+        commit_strategy: str = "vad",
+        vad_silence_threshold_secs: float | None = None,
+        include_timestamps: bool = False,
+        language_code: str | None = None,
+        api_key: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        self.format = AudioFormat.parse(audio_format, STT_INPUT_FORMATS)
+        query: dict[str, str] = {
+            "model_id": model_id,
+            "audio_format": audio_format,
+            "commit_strategy": commit_strategy,
+        }
+        if vad_silence_threshold_secs is not None:
+            query["vad_silence_threshold_secs"] = str(vad_silence_threshold_secs)
+        if include_timestamps:
+            query["include_timestamps"] = "true"
+        if language_code:
+            query["language_code"] = language_code
+        self.url = f"{_ws_url(base_url).rstrip('/')}/v1/speech-to-text/realtime?{urlencode(query)}"
+        self._api_key = api_key
+        self._ssl = ssl
+        self._ws: ClientConnection | None = None
+        self.session: SessionStarted | None = None
+        self.latency = STTLatency()
+        self._sent_samples = 0
+        self._last_speech_sent_at: float | None = None  # wall time the last loud chunk went out
+        self._speech_since_commit = False
+        self._last_partial_at: float | None = None
+        self._first_partial_pending = False
+        self._send_times: list[tuple[int, float]] = []  # (sample index, wall time) for timestamps
+
+    async def __aenter__(self) -> RealtimeTranscriber:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> SessionStarted:
+        headers = {"xi-api-key": self._api_key} if self._api_key else None
+        self._ws = await websockets.connect(
+            self.url, additional_headers=headers, ssl=self._ssl, max_size=16 * 1024 * 1024, compression=None
+        )
+        event = self._parse(await self._ws.recv())
+        if not isinstance(event, SessionStarted):
+            raise ConnectionClosedError(f"expected session_started, got {event!r}")
+        self.session = event
+        return event
+
+    def _socket(self) -> ClientConnection:
+        if self._ws is None:
+            raise ConnectionClosedError("not connected")
+        return self._ws
+
+    async def send_audio(
+        self, pcm: bytes | npt.NDArray[np.int16], *, previous_text: str | None = None
+    ) -> None:
+        """Send one chunk in the session's ``audio_format`` (int16 arrays are taken as PCM)."""
+        raw = pcm.astype("<i2").tobytes() if isinstance(pcm, np.ndarray) else pcm
+        message: dict[str, Any] = {
+            "message_type": "input_audio_chunk",
+            "audio_base_64": base64.b64encode(raw).decode("ascii"),
+            "commit": False,
+            "sample_rate": self.format.sample_rate,
+        }
+        if previous_text:
+            message["previous_text"] = previous_text
+        await self._socket().send(json.dumps(message))
+        now = time.perf_counter()
+        if self.format.codec == "pcm" and len(raw) >= 2:
+            samples = np.frombuffer(raw[: len(raw) - len(raw) % 2], "<i2").astype(np.float64)
+            if float(np.sqrt(np.mean(samples**2))) > SPEECH_RMS:
+                if not self._speech_since_commit:
+                    self._first_partial_pending = True
+                self._last_speech_sent_at = now
+                self._speech_since_commit = True
+        self._sent_samples += len(raw) // (self.format.bytes_per_sample or 2)
+        self._send_times.append((self._sent_samples, now))
+
+    async def commit(self) -> None:
+        await self._socket().send(
+            json.dumps(
+                {
+                    "message_type": "input_audio_chunk",
+                    "audio_base_64": "",
+                    "commit": True,
+                    "sample_rate": self.format.sample_rate,
+                }
+            )
+        )
+
+    def _wall_time_of(self, stream_seconds: float) -> float | None:
+        target = stream_seconds * self.format.sample_rate
+        for samples, at in self._send_times:
+            if samples >= target:
+                return at
+        return None
+
+    def _parse(self, frame: str | bytes) -> TranscriptEvent:
+        data = json.loads(frame)
+        kind = data.get("message_type")
+        now = time.perf_counter()
+        if kind == "session_started":
+            return SessionStarted(str(data.get("session_id", "")), dict(data.get("config", {})))
+        if kind == "partial_transcript":
+            if self._last_partial_at is not None:
+                self.latency.partial_intervals.append(now - self._last_partial_at)
+            if self._first_partial_pending and self._last_speech_sent_at is not None:
+                self._first_partial_pending = False
+            self._last_partial_at = now
+            return PartialTranscript(str(data.get("text", "")), now)
+        if kind == "committed_transcript":
+            if self._speech_since_commit and self._last_speech_sent_at is not None:
+                self.latency.end_of_speech_to_commit.append(now - self._last_speech_sent_at)
+            self._speech_since_commit = False
+            self._last_partial_at = None
+            return CommittedTranscript(str(data.get("text", "")), now)
+        if kind == "committed_transcript_with_timestamps":
+            return CommittedTranscript(str(data.get("text", "")), now, tuple(data.get("words", [])))
+        raise server_error(str(kind), str(data.get("error", data)))
+
+    async def events(self) -> AsyncIterator[TranscriptEvent]:
+        """Events until the socket closes; errors from the server raise typed exceptions."""
+        ws = self._socket()
+        try:
+            async for frame in ws:
+                event = self._parse(frame)
+                if isinstance(event, CommittedTranscript) and event.words:
+                    continue  # the timestamped twin of a committed transcript already yielded
+                yield event
+        except websockets.ConnectionClosedError as exc:
+            raise ConnectionClosedError(f"connection closed: {exc}") from exc
+
+    async def stream_pcm(self, chunks: AsyncIterable[npt.NDArray[np.int16]]) -> None:
+        async for chunk in chunks:
+            await self.send_audio(chunk)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+
+
+async def paced_chunks(
+    pcm: npt.NDArray[np.int16],
+    rate: int,
+    chunk_ms: int = 100,
+    realtime: bool = True,
+    tail_silence_s: float = 0.0,
+) -> AsyncIterator[npt.NDArray[np.int16]]:
+    """Chunks of ``pcm`` at the pace of a live microphone (or as fast as possible).
+
+    ``tail_silence_s`` appends silence so a VAD commit can fire after the last word.
+    """
+    if tail_silence_s > 0:
+        pcm = np.concatenate([pcm, np.zeros(int(tail_silence_s * rate), np.int16)])
+    step = max(1, rate * chunk_ms // 1000)
+    start = time.perf_counter()
+    for i, offset in enumerate(range(0, len(pcm), step)):
+        if realtime:
+            delay = start + i * chunk_ms / 1000 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        yield pcm[offset : offset + step]

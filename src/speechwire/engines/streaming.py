@@ -1,0 +1,265 @@
+"""Streaming recognition on top of any whole-utterance ``STTEngine``: the policy, once.
+
+Audio arrives in chunks. Silero VAD marks speech. While someone speaks, the unsettled tail is
+re-decoded every ``partial_interval_s`` for partial transcripts (never more than one decode in
+flight per stream, so a slow machine drops partials instead of falling behind). At every short
+pause (``settle_pause_s``) the phrase before it is decoded once, speculatively, and kept: when
+the VAD's silence threshold is reached — or the client commits — only audio after the last
+pause still needs decoding, so the committed text follows the end of speech closely whatever
+the length of the utterance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from speechwire.engines.base import Recognition, STTEngine
+from speechwire.engines.pool import EnginePool
+from speechwire.engines.vad import FRAME, SileroVAD
+
+RATE = 16000
+FRAME_S = FRAME / RATE
+
+
+@dataclass(frozen=True, slots=True)
+class RecognizerConfig:
+    commit_on_vad: bool = False
+    vad_threshold: float = 0.4
+    silence_commit_s: float = 1.5
+    """Silence after speech that ends an utterance (``vad_silence_threshold_secs``)."""
+    min_speech_s: float = 0.1
+    min_silence_s: float = 0.1
+    settle_pause_s: float = 0.3
+    """A pause this long inside an utterance settles the phrase before it (decoded once, kept)."""
+    partial_interval_s: float = 0.5
+    preroll_s: float = 0.25
+    """Audio kept before detected speech: VAD reacts a frame or two late and onsets are quiet."""
+    tail_s: float = 0.2
+    language: str | None = "en"
+    word_timestamps: bool = False
+    max_uncommitted_s: float = 90.0
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A committed segment. ``words`` are (text, start, end) in seconds of stream time;
+    ``speech_end_s`` is where the VAD saw speech end (stream time), for latency figures."""
+
+    text: str
+    words: tuple[tuple[str, float, float], ...]
+    speech_end_s: float
+
+
+RecognizerEvent = Partial | Committed
+
+
+@dataclass
+class _Phrase:
+    start: int  # absolute sample index
+    end: int
+    task: asyncio.Task[Recognition]
+
+
+class StreamingRecognizer:
+    """One stream's recognition state. ``feed`` and ``commit`` are called in order by one task."""
+
+    def __init__(
+        self,
+        engine: STTEngine,
+        pool: EnginePool,
+        config: RecognizerConfig,
+        emit: Callable[[RecognizerEvent], Awaitable[None]],
+    ) -> None:
+        self.engine = engine
+        self.pool = pool
+        self.config = config
+        self._emit = emit
+        self._vad = SileroVAD()
+        self._chunks: list[npt.NDArray[np.int16]] = []
+        self._base = 0  # absolute sample index of the first buffered sample
+        self._total = 0  # absolute samples received
+        self._vad_pos = 0  # absolute samples covered by VAD frames
+        self._speaking = False
+        self._speech_run = 0.0
+        self._silence_run = 0.0
+        self._heard_speech = False  # any speech since the last commit
+        self._phrase_start: int | None = None  # start of the unsettled phrase (absolute)
+        self._last_speech_end = 0
+        self._phrases: list[_Phrase] = []
+        self._partial_task: asyncio.Task[None] | None = None
+        self._last_partial_at = 0
+        self._generation = 0
+        self.decode_ms: list[float] = []
+        self.partials_sent = 0
+
+    # ---- audio bookkeeping -----------------------------------------------------------------
+
+    def _audio(self, start: int, end: int) -> npt.NDArray[np.int16]:
+        """Buffered samples [start, end) in absolute indices (clipped to what is buffered)."""
+        if not self._chunks:
+            return np.zeros(0, np.int16)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        buf = self._chunks[0]
+        lo = max(0, start - self._base)
+        hi = max(lo, min(len(buf), end - self._base))
+        return buf[lo:hi]
+
+    def _drop_before(self, absolute: int) -> None:
+        buf = self._audio(self._base, self._total)
+        cut = max(0, min(len(buf), absolute - self._base))
+        self._chunks = [buf[cut:]] if cut < len(buf) else []
+        self._base += cut
+
+    def _decode(self, start: int, end: int, deadline_s: float) -> asyncio.Task[Recognition]:
+        audio = self._audio(start, end).copy()
+        language, words = self.config.language, self.config.word_timestamps
+
+        async def run() -> Recognition:
+            result = await self.pool.run(
+                lambda: self.engine.recognize(audio, language, words), time.monotonic() + deadline_s
+            )
+            self.decode_ms.append(result.decode_ms)
+            return result
+
+        return asyncio.get_running_loop().create_task(run())
+
+    # ---- the policy ----------------------------------------------------------------------------
+
+    async def feed(self, pcm16k: npt.NDArray[np.int16]) -> None:
+        """Take 16 kHz audio; may emit partials (later) and commits (now, on VAD end-point)."""
+        self._chunks.append(pcm16k)
+        self._total += len(pcm16k)
+        cfg = self.config
+        for prob in self._vad.probabilities(pcm16k):
+            frame_end = self._vad_pos + FRAME
+            self._vad_pos = frame_end
+            if prob >= cfg.vad_threshold:
+                self._speech_run += FRAME_S
+                self._silence_run = 0.0
+                if not self._speaking and self._speech_run >= cfg.min_speech_s:
+                    self._speaking = True
+                    self._heard_speech = True
+                    if self._phrase_start is None:
+                        onset = frame_end - int((self._speech_run + cfg.preroll_s) * RATE)
+                        floor = self._phrases[-1].end if self._phrases else self._base
+                        self._phrase_start = max(onset, floor)
+                if self._speaking:
+                    self._last_speech_end = frame_end
+            elif prob < max(0.05, cfg.vad_threshold - 0.15):
+                self._silence_run += FRAME_S
+                self._speech_run = 0.0
+                if self._speaking and self._silence_run >= cfg.min_silence_s:
+                    self._speaking = False
+                if (
+                    not self._speaking
+                    and self._phrase_start is not None
+                    and self._silence_run >= min(cfg.settle_pause_s, cfg.silence_commit_s)
+                ):
+                    self._settle()
+                if (
+                    cfg.commit_on_vad
+                    and self._heard_speech
+                    and not self._speaking
+                    and self._silence_run >= cfg.silence_commit_s
+                ):
+                    await self.commit()
+        if not self._heard_speech and self._phrase_start is None:
+            # Nothing to keep but the pre-roll: bound memory during long silences.
+            self._drop_before(self._total - int(cfg.preroll_s * RATE) - FRAME)
+        if (self._total - self._base) / RATE >= cfg.max_uncommitted_s:
+            await self.commit()
+        self._maybe_partial()
+
+    def _settle(self) -> None:
+        assert self._phrase_start is not None
+        end = min(self._total, self._last_speech_end + int(self.config.tail_s * RATE))
+        if end > self._phrase_start:
+            task = self._decode(self._phrase_start, end, self.config.silence_commit_s)
+            self._phrases.append(_Phrase(self._phrase_start, end, task))
+        self._phrase_start = None
+
+    def _maybe_partial(self) -> None:
+        cfg = self.config
+        if self._phrase_start is None or self._partial_task is not None:
+            return
+        if (self._total - self._last_partial_at) / RATE < cfg.partial_interval_s:
+            return
+        if (self._total - self._phrase_start) / RATE < 0.3:
+            return
+        self._last_partial_at = self._total
+        start, end, generation = self._phrase_start, self._total, self._generation
+        task = self._decode(start, end, 1.0)
+
+        async def publish() -> None:
+            try:
+                tail = await task
+                settled = [await p.task for p in list(self._phrases)]
+                if generation == self._generation:
+                    text = " ".join(r.text for r in [*settled, tail] if r.text)
+                    if text:
+                        self.partials_sent += 1
+                        await self._emit(Partial(text))
+            finally:
+                self._partial_task = None
+
+        self._partial_task = asyncio.get_running_loop().create_task(publish())
+
+    async def commit(self) -> None:
+        """Commit everything received so far (manual commit, VAD end-point, or 90 s cap)."""
+        end = self._total
+        if self._phrase_start is not None:
+            self._last_speech_end = max(self._last_speech_end, self._total)
+            self._settle()
+        if not self._phrases and not self._heard_speech and end - self._base >= int(0.3 * RATE):
+            # Manual commit with nothing the VAD called speech: decode it anyway, VADs miss whispers.
+            self._phrases.append(_Phrase(self._base, end, self._decode(self._base, end, 0.0)))
+        phrases, self._phrases = self._phrases, []
+        self._generation += 1
+        results = [await p.task for p in phrases]
+        words: list[tuple[str, float, float]] = []
+        for phrase, result in zip(phrases, results, strict=True):
+            words.extend(_words_of(phrase, result))
+        text = " ".join(r.text for r in results if r.text).strip()
+        speech_end_s = self._last_speech_end / RATE
+        self._drop_before(end)
+        self._heard_speech = False
+        self._speaking = False
+        self._speech_run = self._silence_run = 0.0
+        self._last_partial_at = self._total
+        await self._emit(Committed(text, tuple(words), speech_end_s))
+
+    async def close(self) -> None:
+        for phrase in self._phrases:
+            phrase.task.cancel()
+        if self._partial_task is not None:
+            self._partial_task.cancel()
+
+
+def _words_of(phrase: _Phrase, result: Recognition) -> list[tuple[str, float, float]]:
+    """Stream-time word timings: the engine's when it gives them, else spread by length."""
+    offset = phrase.start / RATE
+    if result.words:
+        return [(w.text, offset + w.start_s, offset + w.end_s) for w in result.words]
+    tokens = result.text.split()
+    if not tokens:
+        return []
+    span = (phrase.end - phrase.start) / RATE
+    total = sum(len(t) + 1 for t in tokens)
+    out, t = [], offset
+    for token in tokens:
+        d = span * (len(token) + 1) / total
+        out.append((token, t, t + d * len(token) / (len(token) + 1)))
+        t += d
+    return out

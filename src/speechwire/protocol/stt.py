@@ -1,0 +1,319 @@
+"""The ElevenLabs Scribe realtime speech-to-text protocol, without I/O.
+
+``RealtimeParams.from_query`` validates the query string; ``STTServerSession.receive`` turns each
+client frame into events (``AudioIn``, ``CommitRequested``) or raises ``ProtocolError`` whose
+``error`` is the protocol's ``message_type`` (``input_error``, ``chunk_size_exceeded``…).
+Message shapes follow ``shared/protocol/elevenlabs.md`` §4.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from speechwire.audio.codecs import ulaw_decode
+from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat, UnsupportedFormat
+from speechwire.protocol.errors import INTERNAL_ERROR, POLICY_VIOLATION, ProtocolError
+
+INPUT_ERROR = "input_error"
+CHUNK_SIZE_EXCEEDED = "chunk_size_exceeded"
+INVALID_REQUEST = "invalid_request"
+TRANSCRIBER_ERROR = "transcriber_error"
+SESSION_TIME_LIMIT = "session_time_limit_exceeded"
+
+DEFAULT_MODEL = "scribe_v2_realtime"
+AUTO_COMMIT_SECONDS = 90.0
+"""Upstream commits on its own after 90 s of uncommitted audio; so do we."""
+
+_FLAGS = (
+    "include_timestamps",
+    "include_language_detection",
+    "enable_logging",
+    "no_verbatim",
+    "filter_background_audio",
+)
+_ACCEPTED_AND_IGNORED = ("token", "entity_redaction_mode", "transcript_edit")
+_REPEATABLE = ("keyterms", "secondary_languages", "entity_detection", "entity_redaction")
+_RANGES: dict[str, tuple[float, float, float]] = {
+    # name: (min, max, default)
+    "vad_silence_threshold_secs": (0.3, 3.0, 1.5),
+    "vad_threshold": (0.1, 0.9, 0.4),
+    "min_speech_duration_ms": (50, 2000, 100),
+    "min_silence_duration_ms": (50, 2000, 100),
+}
+
+
+def stt_error(kind: str, message: str) -> ProtocolError:
+    """An STT error: ``kind`` is the ``message_type``; server faults close 1011, the rest 1008."""
+    return ProtocolError(kind, message, INTERNAL_ERROR if kind == TRANSCRIBER_ERROR else POLICY_VIOLATION)
+
+
+def error_message(error: ProtocolError) -> dict[str, Any]:
+    """The STT error frame: ``{"message_type": <kind>, "error": <details>}``."""
+    return {"message_type": error.error, "error": error.message}
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise stt_error(INVALID_REQUEST, f"{name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeParams:
+    """The effective configuration of one realtime session (echoed in ``session_started``)."""
+
+    model_id: str = DEFAULT_MODEL
+    audio_format: AudioFormat = field(
+        default_factory=lambda: AudioFormat.parse("pcm_16000", STT_INPUT_FORMATS)
+    )
+    language_code: str | None = None
+    commit_strategy: str = "manual"
+    vad_silence_threshold_secs: float = 1.5
+    vad_threshold: float = 0.4
+    min_speech_duration_ms: int = 100
+    min_silence_duration_ms: int = 100
+    include_timestamps: bool = False
+    include_language_detection: bool = False
+    enable_logging: bool = True
+    no_verbatim: bool = False
+    filter_background_audio: bool = False
+    keyterms: tuple[str, ...] = ()
+
+    @staticmethod
+    def from_query(items: Iterable[tuple[str, str]]) -> RealtimeParams:
+        """Validate query parameters; unknown ones are refused (``invalid_request``)."""
+        values: dict[str, Any] = {}
+        for name, value in items:
+            if name in _REPEATABLE:
+                values.setdefault(name, []).append(value)
+            elif name in values:
+                raise stt_error(INVALID_REQUEST, f"query parameter {name!r} given twice")
+            else:
+                values[name] = value
+        kwargs: dict[str, Any] = {}
+        for name in list(values):
+            value = values.pop(name)
+            if name == "model_id":
+                kwargs["model_id"] = value
+            elif name == "audio_format":
+                try:
+                    kwargs["audio_format"] = AudioFormat.parse(value, STT_INPUT_FORMATS)
+                except UnsupportedFormat as exc:
+                    raise stt_error(INVALID_REQUEST, str(exc)) from None
+            elif name == "language_code":
+                kwargs["language_code"] = value or None
+            elif name == "commit_strategy":
+                if value not in ("manual", "vad"):
+                    raise stt_error(INVALID_REQUEST, f"commit_strategy must be manual or vad, got {value!r}")
+                kwargs["commit_strategy"] = value
+            elif name in _RANGES:
+                lo, hi, _ = _RANGES[name]
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise stt_error(INVALID_REQUEST, f"{name} must be a number, got {value!r}") from None
+                if not lo <= number <= hi:
+                    raise stt_error(INVALID_REQUEST, f"{name} must be between {lo:g} and {hi:g}, got {value}")
+                kwargs[name] = int(number) if name.endswith("_ms") else number
+            elif name in _FLAGS:
+                kwargs[name] = _parse_bool(name, value)
+            elif name == "keyterms":
+                if len(value) > 50 or any(len(k) > 20 for k in value):
+                    raise stt_error(INVALID_REQUEST, "keyterms: at most 50 terms of at most 20 characters")
+                kwargs["keyterms"] = tuple(value)
+            elif name in _REPEATABLE or name in _ACCEPTED_AND_IGNORED:
+                continue
+            else:
+                raise stt_error(INVALID_REQUEST, f"Unknown query parameter {name!r}.")
+        return RealtimeParams(**kwargs)
+
+    def config_json(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.audio_format.sample_rate,
+            "audio_format": self.audio_format.name,
+            "language_code": self.language_code,
+            "commit_strategy": self.commit_strategy,
+            "vad_commit_strategy": self.commit_strategy == "vad",
+            "vad_silence_threshold_secs": self.vad_silence_threshold_secs,
+            "vad_threshold": self.vad_threshold,
+            "min_speech_duration_ms": self.min_speech_duration_ms,
+            "min_silence_duration_ms": self.min_silence_duration_ms,
+            "model_id": self.model_id,
+            "enable_logging": self.enable_logging,
+            "include_timestamps": self.include_timestamps,
+            "include_language_detection": self.include_language_detection,
+            "keyterms": list(self.keyterms),
+            "no_verbatim": self.no_verbatim,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AudioIn:
+    """Decoded mono int16 PCM at the session's input sample rate."""
+
+    pcm: npt.NDArray[np.int16]
+    previous_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequested:
+    """The client asked to commit what it has sent (manual commit)."""
+
+
+STTEvent = AudioIn | CommitRequested
+
+
+class STTState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class STTServerSession:
+    """Validates client frames of one realtime socket; tracks what is not yet committed."""
+
+    def __init__(
+        self, params: RealtimeParams, *, max_chunk_seconds: float = 5.0, max_frame_bytes: int = 4 << 20
+    ) -> None:
+        self.params = params
+        self.state = STTState.OPEN
+        fmt = params.audio_format
+        width = fmt.bytes_per_sample or 2
+        self.max_chunk_bytes = int(max_chunk_seconds * fmt.sample_rate * width)
+        self.max_frame_bytes = max_frame_bytes
+        self.chunks_received = 0
+        self.uncommitted_samples = 0
+
+    def committed(self) -> None:
+        """The recogniser committed everything received so far (VAD or auto commit)."""
+        self.uncommitted_samples = 0
+
+    def receive(self, frame: str | bytes) -> list[STTEvent]:
+        if self.state is STTState.CLOSED:
+            raise stt_error(INPUT_ERROR, "The session is closed.")
+        try:
+            return self._receive(frame)
+        except ProtocolError:
+            self.state = STTState.CLOSED
+            raise
+
+    def _receive(self, frame: str | bytes) -> list[STTEvent]:
+        if isinstance(frame, bytes):
+            raise stt_error(INPUT_ERROR, "Expected a JSON text frame with message_type input_audio_chunk.")
+        if len(frame) > self.max_frame_bytes:
+            raise stt_error(CHUNK_SIZE_EXCEEDED, f"Message exceeds {self.max_frame_bytes} bytes.")
+        try:
+            data = json.loads(frame)
+        except (json.JSONDecodeError, RecursionError):
+            raise stt_error(INPUT_ERROR, "Message is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise stt_error(INPUT_ERROR, "Message must be a JSON object.")
+        kind = data.get("message_type")
+        if kind == "commit":  # documented only by ElevenLabs' skills repo; harmless to accept
+            return [self._commit()]
+        if kind != "input_audio_chunk":
+            raise stt_error(INPUT_ERROR, f"Unknown message_type {kind!r}; expected 'input_audio_chunk'.")
+        audio_b64 = data.get("audio_base_64", "")
+        commit = data.get("commit", False)
+        sample_rate = data.get("sample_rate")
+        previous_text = data.get("previous_text")
+        if not isinstance(audio_b64, str):
+            raise stt_error(INPUT_ERROR, "audio_base_64 must be a string.")
+        if not isinstance(commit, bool):
+            raise stt_error(INPUT_ERROR, "commit must be a boolean.")
+        if sample_rate is not None and (not isinstance(sample_rate, int) or isinstance(sample_rate, bool)):
+            raise stt_error(INPUT_ERROR, "sample_rate must be an integer.")
+        if sample_rate is not None and sample_rate != self.params.audio_format.sample_rate:
+            raise stt_error(
+                INPUT_ERROR,
+                f"sample_rate {sample_rate} does not match audio_format {self.params.audio_format.name}.",
+            )
+        if previous_text is not None:
+            if not isinstance(previous_text, str):
+                raise stt_error(INPUT_ERROR, "previous_text must be a string.")
+            if self.chunks_received > 0:
+                raise stt_error(INPUT_ERROR, "previous_text is only allowed with the first audio chunk.")
+        if len(audio_b64) > self.max_chunk_bytes * 4 // 3 + 8:
+            raise stt_error(
+                CHUNK_SIZE_EXCEEDED,
+                f"Audio chunk exceeds {self.max_chunk_bytes} bytes; send chunks of 0.1-1 s.",
+            )
+        try:
+            raw = base64.b64decode(audio_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise stt_error(INPUT_ERROR, "audio_base_64 is not valid base64.") from None
+        events: list[STTEvent] = []
+        if raw:
+            events.append(AudioIn(self._decode(raw), previous_text))
+            self.chunks_received += 1
+        elif previous_text is not None:
+            self.chunks_received += 1
+        if commit:
+            events.append(self._commit())
+        return events
+
+    def _decode(self, raw: bytes) -> npt.NDArray[np.int16]:
+        fmt = self.params.audio_format
+        if fmt.codec == "ulaw":
+            pcm = ulaw_decode(raw)
+        else:
+            if len(raw) % 2:
+                raise stt_error(
+                    INPUT_ERROR, f"Audio chunk has an odd byte count ({len(raw)}) for 16-bit PCM."
+                )
+            pcm = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+        self.uncommitted_samples += len(pcm)
+        return pcm
+
+    def _commit(self) -> CommitRequested:
+        if self.uncommitted_samples == 0:
+            raise stt_error(INPUT_ERROR, "Commit with no uncommitted audio.")
+        self.uncommitted_samples = 0
+        return CommitRequested()
+
+
+def session_started(session_id: str, params: RealtimeParams) -> dict[str, Any]:
+    return {"message_type": "session_started", "session_id": session_id, "config": params.config_json()}
+
+
+def partial_transcript(text: str) -> dict[str, Any]:
+    return {"message_type": "partial_transcript", "text": text}
+
+
+def committed_transcript(text: str) -> dict[str, Any]:
+    return {"message_type": "committed_transcript", "text": text}
+
+
+def committed_with_timestamps(
+    text: str, words: list[tuple[str, float, float]], language_code: str | None
+) -> dict[str, Any]:
+    """Words with start/end in seconds from the start of the session's audio, spacing between."""
+    items: list[dict[str, Any]] = []
+    for i, (word, start, end) in enumerate(words):
+        if i:
+            prev_end = words[i - 1][2]
+            items.append(
+                {
+                    "text": " ",
+                    "start": round(prev_end, 3),
+                    "end": round(max(prev_end, start), 3),
+                    "type": "spacing",
+                }
+            )
+        items.append({"text": word, "start": round(start, 3), "end": round(end, 3), "type": "word"})
+    return {
+        "message_type": "committed_transcript_with_timestamps",
+        "text": text,
+        "language_code": language_code or "en",
+        "words": items,
+    }

@@ -1,0 +1,163 @@
+"""``/v1/speech-to-text/realtime``: the ElevenLabs Scribe realtime WebSocket on local engines.
+
+Frames go through the sans-I/O ``STTServerSession`` (validation, base64, commit rules), audio is
+resampled to 16 kHz and fed to the engine-agnostic ``StreamingRecognizer``, whose partial and
+committed transcripts are sent back. A protocol error sends ``{"message_type", "error"}`` and
+closes the socket; other sessions never notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from speechwire.audio.resample import StreamResampler
+from speechwire.engines.base import STTEngine
+from speechwire.engines.streaming import (
+    Committed,
+    Partial,
+    RecognizerConfig,
+    RecognizerEvent,
+    StreamingRecognizer,
+)
+from speechwire.protocol.errors import ProtocolError
+from speechwire.protocol.stt import (
+    INVALID_REQUEST,
+    TRANSCRIBER_ERROR,
+    AudioIn,
+    CommitRequested,
+    RealtimeParams,
+    STTServerSession,
+    committed_transcript,
+    committed_with_timestamps,
+    error_message,
+    partial_transcript,
+    session_started,
+    stt_error,
+)
+from speechwire.server.state import ServerState, server_state
+
+router = APIRouter()
+log = logging.getLogger("speechwire.stt")
+
+CLOUD_STT_MODELS = (
+    "scribe_v2_realtime",
+    "scribe_v2_realtime_turbo",
+    "scribe_v2_realtime_lite",
+    "scribe_v1",
+    "scribe_v2",
+)
+ENGLISH = (None, "en", "eng", "en-US", "en-GB")
+
+
+def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
+    """The engine for a model id: cloud ids use the default (first configured) engine."""
+    if params.language_code not in ENGLISH:
+        raise stt_error(
+            INVALID_REQUEST,
+            f"Language {params.language_code!r} is not available on this server: "
+            "the local models are English only.",
+        )
+    engines = state.stt_engines
+    if params.model_id in CLOUD_STT_MODELS and engines:
+        return next(iter(engines.values()))
+    name = params.model_id.removeprefix("speechwire_")
+    if params.model_id.startswith("speechwire_") and name in engines:
+        return engines[name]
+    known = [*CLOUD_STT_MODELS, *(f"speechwire_{n}" for n in engines)]
+    raise stt_error(INVALID_REQUEST, f"Unknown model_id {params.model_id!r}. Available: {', '.join(known)}.")
+
+
+class _Sender:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.lock = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            if not self.closed:
+                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        async with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code, reason[:120])
+
+    async def fail(self, error: ProtocolError) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(error_message(error))
+        await self.close(error.code, error.message)
+
+
+@router.websocket("/v1/speech-to-text/realtime")
+async def realtime(ws: WebSocket) -> None:
+    state = server_state(ws.app)
+    await ws.accept()
+    sender = _Sender(ws)
+    sid = uuid.uuid4().hex
+    try:
+        params = RealtimeParams.from_query(ws.query_params.multi_items())
+        engine = resolve_stt(state, params)
+    except ProtocolError as exc:
+        await sender.fail(exc)
+        return
+    assert state.stt_pool is not None
+    session = STTServerSession(params, max_chunk_seconds=state.settings.stt_max_chunk_seconds)
+    resampler = StreamResampler(params.audio_format.sample_rate, 16000)
+
+    async def emit(event: RecognizerEvent) -> None:
+        if isinstance(event, Partial):
+            await sender.send(partial_transcript(event.text))
+        elif isinstance(event, Committed):
+            session.committed()
+            await sender.send(committed_transcript(event.text))
+            if params.include_timestamps:
+                await sender.send(
+                    committed_with_timestamps(event.text, list(event.words), params.language_code)
+                )
+
+    config = RecognizerConfig(
+        commit_on_vad=params.commit_strategy == "vad",
+        vad_threshold=params.vad_threshold,
+        silence_commit_s=params.vad_silence_threshold_secs,
+        min_speech_s=params.min_speech_duration_ms / 1000,
+        min_silence_s=params.min_silence_duration_ms / 1000,
+        word_timestamps=params.include_timestamps,
+    )
+    recognizer = StreamingRecognizer(engine, state.stt_pool, config, emit)
+    await sender.send(session_started(sid, params))
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("text")
+            if frame is None:
+                frame = message.get("bytes") or b""
+            for event in session.receive(frame):
+                if isinstance(event, AudioIn):
+                    await recognizer.feed(resampler.process(event.pcm))
+                elif isinstance(event, CommitRequested):
+                    await recognizer.commit()
+    except ProtocolError as exc:
+        log.info("stt session %s closed on %s: %s", sid[:12], exc.error, exc.message)
+        await sender.fail(exc)
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("stt session %s: transcriber failed", sid[:12])
+        await sender.fail(stt_error(TRANSCRIBER_ERROR, "The transcriber failed; please reconnect."))
+    finally:
+        await recognizer.close()
