@@ -206,3 +206,29 @@ async def test_official_sdk_realtime_receives_partials_and_commits(server: Runni
     assert partials, "the SDK saw no partial transcripts"
     assert committed, "the SDK saw no committed transcript"
     assert wer(utterance.transcript, " ".join(committed)).rate <= 0.15
+
+
+def test_transcribe_cli_json_any_format(server: RunningServer, tmp_path: Any) -> None:
+    """The CLI takes any file and rate: here a 44.1 kHz MP3 made from a dev WAV."""
+    import subprocess
+    import sys
+
+    from speechwire.audio.codecs import make_encoder
+    from speechwire.audio.formats import AudioFormat
+
+    utterance = MANIFEST["ls_1089-134691-0001.wav"]
+    pcm, rate = read_wav(utterance.path)
+    encoder = make_encoder(AudioFormat.parse("mp3_44100_128"), rate)
+    mp3 = tmp_path / "speech.mp3"
+    mp3.write_bytes(encoder.encode(pcm) + encoder.flush())
+    result = subprocess.run(
+        [sys.executable, "-m", "speechwire.cli", "transcribe", str(mp3), "--json", "--url", server.ws_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    committed = " ".join(e["text"] for e in events if e["type"] == "committed")
+    assert wer(utterance.transcript, committed).rate <= 0.2, committed

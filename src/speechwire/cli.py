@@ -69,7 +69,84 @@ async def _say(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _transcribe(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from rich.live import Live
+    from rich.text import Text
+
+    from speechwire.audio.resample import resample
+    from speechwire.audio.wav import read_audio_file
+    from speechwire.client.stt import (
+        CommittedTranscript,
+        PartialTranscript,
+        RealtimeTranscriber,
+        paced_chunks,
+    )
+
+    pcm, rate = read_audio_file(args.file)
+    pcm16k = resample(pcm, rate, 16000)
+    stt = RealtimeTranscriber(
+        args.url,
+        model_id=args.model,
+        commit_strategy="vad",
+        vad_silence_threshold_secs=args.vad_silence,
+        include_timestamps=args.json,
+    )
+    out = Console()
+    start = time.perf_counter()
+    try:
+        await stt.connect()
+    except OSError as exc:
+        console.print(f"[red]cannot reach {args.url}: {exc}. Start one with `speechwire serve`.[/red]")
+        return 1
+    done = asyncio.Event()
+
+    async def send() -> None:
+        await stt.stream_pcm(paced_chunks(pcm16k, 16000, 100, realtime=args.realtime, tail_silence_s=1.5))
+        # Whatever the VAD has not committed yet is committed by hand at the end of the file.
+        await asyncio.sleep(args.vad_silence + 0.5)
+        if stt._speech_since_commit:
+            await stt.commit()
+            await asyncio.sleep(1.0)
+        done.set()
+
+    sender = asyncio.create_task(send())
+    with Live(Text(""), console=out, transient=True, auto_refresh=False, redirect_stdout=False) as live:
+        reader = stt.events().__aiter__()
+        while not done.is_set():
+            try:
+                event = await asyncio.wait_for(reader.__anext__(), 0.2)
+            except TimeoutError:
+                continue
+            except StopAsyncIteration:
+                break
+            at = event.received_at - start if hasattr(event, "received_at") else 0.0
+            if args.json:
+                kind = "committed" if isinstance(event, CommittedTranscript) else "partial"
+                print(
+                    json.dumps({"type": kind, "text": getattr(event, "text", ""), "t": round(at, 3)}),
+                    flush=True,
+                )
+            elif isinstance(event, PartialTranscript):
+                live.update(Text(f"… {event.text}", style="dim"), refresh=True)
+            elif isinstance(event, CommittedTranscript):
+                live.update(Text(""), refresh=True)
+                out.print(f"[{at:6.2f}s] {event.text}")
+    await sender
+    await stt.close()
+    lat = stt.latency.end_of_speech_to_commit
+    if lat and not args.json:
+        console.print(f"end of speech → committed: {', '.join(f'{1000 * x:.0f} ms' for x in lat)}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "stt":
+        from speechwire.bench.stt import run_stt_bench
+
+        return run_stt_bench(args)
     from speechwire.bench.tts import run_tts_bench
 
     return run_tts_bench(args)
@@ -98,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--format", default="pcm_22050", help="output_format on the wire (decoded to WAV)")
     say.set_defaults(func=lambda a: asyncio.run(_say(a)))
 
+    tr = sub.add_parser(
+        "transcribe", help="transcribe an audio file (WAV/FLAC/MP3, any rate) through a server"
+    )
+    tr.add_argument("file")
+    tr.add_argument("--realtime", action="store_true", help="send at real-time pace, like a microphone")
+    tr.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
+    tr.add_argument("--url", default=DEFAULT_URL)
+    tr.add_argument("--model", default="scribe_v2_realtime")
+    tr.add_argument("--vad-silence", type=float, default=0.5, help="seconds of silence that commit (0.3-3)")
+    tr.set_defaults(func=lambda a: asyncio.run(_transcribe(a)))
+
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     tts = bench_sub.add_parser("tts", help="time to first audio and real-time factor of streaming TTS")
@@ -108,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
     tts.add_argument("--json", default=None, help="also write the results to this JSON file")
     tts.set_defaults(func=_bench)
+    stt = bench_sub.add_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
+    stt.add_argument(
+        "--speech-dir", default=None, help="folder with manifest.tsv (default: ../shared/speech/dev)"
+    )
+    stt.add_argument("--engine", default="moonshine", help="moonshine or whisper")
+    stt.add_argument("--streams", default="1,2,4,6", help="concurrent real-time streams to try for capacity")
+    stt.add_argument(
+        "--parallel", type=int, default=4, help="dev-set files streamed at once for the WER pass"
+    )
+    stt.add_argument("--url", default=None)
+    stt.add_argument("--json", default=None)
+    stt.set_defaults(func=_bench)
     return parser
 
 

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = 1 << 20
     """Largest client frame accepted; larger ones get the protocol's error and close 1008."""
     max_buffer_chars: int = 100_000
-    stt_engines: list[str] = Field(default_factory=lambda: ["moonshine", "whisper"])
-    """Local STT engines to load; the first is what ``scribe_v2_realtime`` maps to."""
+    stt_engines: list[str] = Field(default_factory=lambda: ["moonshine", "whisper", "whisper_base"])
+    """Local STT engines to load; the first is what ``scribe_v2_realtime`` maps to for English,
+    ``whisper_base`` (multilingual) serves every other ``language_code``."""
     stt_workers: int = 1
     """STT decodes that run at once (separate from TTS, so a long decode never delays speech)."""
     stt_max_chunk_seconds: float = 5.0

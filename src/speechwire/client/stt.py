@@ -59,6 +59,8 @@ class STTLatency:
     end_of_speech_to_commit: list[float] = field(default_factory=list)
     partial_intervals: list[float] = field(default_factory=list)
     first_partial_after_speech: list[float] = field(default_factory=list)
+    commit_to_committed: list[float] = field(default_factory=list)
+    """Manual commits: from sending the commit to receiving the committed text."""
 
 
 class RealtimeTranscriber:
@@ -101,6 +103,7 @@ class RealtimeTranscriber:
         self._last_partial_at: float | None = None
         self._first_partial_pending = False
         self._send_times: list[tuple[int, float]] = []  # (sample index, wall time) for timestamps
+        self._commit_sent_at: float | None = None
 
     async def __aenter__(self) -> RealtimeTranscriber:
         await self.connect()
@@ -151,6 +154,7 @@ class RealtimeTranscriber:
         self._send_times.append((self._sent_samples, now))
 
     async def commit(self) -> None:
+        self._commit_sent_at = time.perf_counter()
         await self._socket().send(
             json.dumps(
                 {
@@ -183,6 +187,9 @@ class RealtimeTranscriber:
             self._last_partial_at = now
             return PartialTranscript(str(data.get("text", "")), now)
         if kind == "committed_transcript":
+            if self._commit_sent_at is not None:
+                self.latency.commit_to_committed.append(now - self._commit_sent_at)
+                self._commit_sent_at = None
             if self._speech_since_commit and self._last_speech_sent_at is not None:
                 self.latency.end_of_speech_to_commit.append(now - self._last_speech_sent_at)
             self._speech_since_commit = False

@@ -38,6 +38,8 @@ class RecognizerConfig:
     settle_pause_s: float = 0.3
     """A pause this long inside an utterance settles the phrase before it (decoded once, kept)."""
     partial_interval_s: float = 0.5
+    long_phrase_s: float = 3.0
+    """Past this length a phrase settles at any short pause (two VAD frames)."""
     preroll_s: float = 0.25
     """Audio kept before detected speech: VAD reacts a frame or two late and onsets are quiet."""
     tail_s: float = 0.2
@@ -99,6 +101,7 @@ class StreamingRecognizer:
         self._phrases: list[_Phrase] = []
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_at = 0
+        self._last_partial_decode_s = 0.0
         self._generation = 0
         self.decode_ms: list[float] = []
         self.partials_sent = 0
@@ -165,7 +168,7 @@ class StreamingRecognizer:
                 if (
                     not self._speaking
                     and self._phrase_start is not None
-                    and self._silence_run >= min(cfg.settle_pause_s, cfg.silence_commit_s)
+                    and self._silence_run >= self._settle_pause()
                 ):
                     self._settle()
                 if (
@@ -182,6 +185,15 @@ class StreamingRecognizer:
             await self.commit()
         self._maybe_partial()
 
+    def _settle_pause(self) -> float:
+        """Pause that settles the current phrase: shorter as the phrase grows, so that no decode
+        (partial or final) ever covers much more than a few seconds of audio."""
+        cfg = self.config
+        pause = min(cfg.settle_pause_s, 0.6 * cfg.silence_commit_s)
+        if self._phrase_start is not None and (self._total - self._phrase_start) / RATE > cfg.long_phrase_s:
+            pause = min(pause, 2 * FRAME_S)
+        return pause
+
     def _settle(self) -> None:
         assert self._phrase_start is not None
         end = min(self._total, self._last_speech_end + int(self.config.tail_s * RATE))
@@ -191,12 +203,19 @@ class StreamingRecognizer:
         self._phrase_start = None
 
     def _maybe_partial(self) -> None:
+        """Start a partial decode if someone is speaking and the last one is old enough.
+
+        Only while the VAD hears speech: once a pause starts, a commit or a settle decode is
+        coming and a partial would only hold up the worker. The interval stretches to twice the
+        last partial's decode time, so partials never take more than half a core per stream.
+        """
         cfg = self.config
-        if self._phrase_start is None or self._partial_task is not None:
+        if self._phrase_start is None or self._partial_task is not None or not self._speaking:
             return
-        if (self._total - self._last_partial_at) / RATE < cfg.partial_interval_s:
+        interval = max(cfg.partial_interval_s, 2 * self._last_partial_decode_s)
+        if (self._total - self._last_partial_at) / RATE < interval:
             return
-        if (self._total - self._phrase_start) / RATE < 0.3:
+        if (self._total - self._phrase_start) / RATE < 0.5:
             return
         self._last_partial_at = self._total
         start, end, generation = self._phrase_start, self._total, self._generation
@@ -205,6 +224,7 @@ class StreamingRecognizer:
         async def publish() -> None:
             try:
                 tail = await task
+                self._last_partial_decode_s = tail.decode_ms / 1000
                 settled = [await p.task for p in list(self._phrases)]
                 if generation == self._generation:
                     text = " ".join(r.text for r in [*settled, tail] if r.text)

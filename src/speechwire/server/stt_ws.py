@@ -58,21 +58,35 @@ ENGLISH = (None, "en", "eng", "en-US", "en-GB")
 
 
 def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
-    """The engine for a model id: cloud ids use the default (first configured) engine."""
-    if params.language_code not in ENGLISH:
-        raise stt_error(
-            INVALID_REQUEST,
-            f"Language {params.language_code!r} is not available on this server: "
-            "the local models are English only.",
-        )
+    """The engine for a model id and language.
+
+    Cloud model ids use the default (first configured) engine for English, and the multilingual
+    Whisper base for any other ``language_code``; ``speechwire_<engine>`` picks one explicitly.
+    """
     engines = state.stt_engines
-    if params.model_id in CLOUD_STT_MODELS and engines:
-        return next(iter(engines.values()))
+    english = params.language_code in ENGLISH
     name = params.model_id.removeprefix("speechwire_")
     if params.model_id.startswith("speechwire_") and name in engines:
-        return engines[name]
-    known = [*CLOUD_STT_MODELS, *(f"speechwire_{n}" for n in engines)]
-    raise stt_error(INVALID_REQUEST, f"Unknown model_id {params.model_id!r}. Available: {', '.join(known)}.")
+        engine = engines[name]
+    elif params.model_id in CLOUD_STT_MODELS and engines:
+        engine = (
+            next(iter(engines.values()))
+            if english
+            else engines.get("whisper_base", next(iter(engines.values())))
+        )
+    else:
+        known = [*CLOUD_STT_MODELS, *(f"speechwire_{n}" for n in engines)]
+        raise stt_error(
+            INVALID_REQUEST, f"Unknown model_id {params.model_id!r}. Available: {', '.join(known)}."
+        )
+    if not english and not getattr(engine, "multilingual", False):
+        raise stt_error(
+            INVALID_REQUEST,
+            f"Language {params.language_code!r} is not available with this model: "
+            "use a cloud model id or speechwire_whisper_base for languages other "
+            "than English.",
+        )
+    return engine
 
 
 class _Sender:

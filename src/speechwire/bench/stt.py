@@ -1,0 +1,262 @@
+"""``speechwire bench stt``: realtime STT accuracy, latency, cadence and capacity over loopback.
+
+The server runs as a separate process (``speechwire serve``) so that its CPU time can be read
+from /proc and the clients do not share its interpreter.
+
+1. WER: every file of the speech set streamed at real-time pace with VAD commits, ``--parallel``
+   files at once; WER per file and overall (text normalised on both sides).
+2. Latency, one stream at a time: end of speech → committed transcript with VAD commit at the
+   protocol's minimum silence (0.3 s; the figure includes that wait), and with a manual commit
+   sent right at the end of the audio; partial cadence; server CPU per audio second.
+3. Capacity: N streams at once at real-time pace; a level passes when every stream gets partials
+   at least every 1.5 s (p95) and every commit within 1.5 s of the end of speech.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+from rich.table import Table
+
+from speechwire.audio.resample import resample
+from speechwire.audio.wav import read_audio_file
+from speechwire.client.latency import percentile
+from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
+from speechwire.wer import WerResult, corpus_wer, wer
+
+
+@dataclass
+class StreamResult:
+    file: str
+    reference: str
+    committed: list[str]
+    partials: int
+    partial_intervals: list[float]
+    eos_to_commit: list[float]
+    commit_to_committed: list[float] = field(default_factory=list)
+
+    @property
+    def hypothesis(self) -> str:
+        return " ".join(self.committed)
+
+
+@dataclass
+class Report:
+    engine: str
+    per_file: list[dict[str, Any]] = field(default_factory=list)
+    overall_wer: float = 0.0
+    latency: dict[str, float] = field(default_factory=dict)
+    capacity: list[dict[str, Any]] = field(default_factory=list)
+    max_realtime_streams: int = 0
+
+
+def default_speech_dir() -> Path:
+    return Path.cwd().parent / "shared" / "speech" / "dev"
+
+
+def load_manifest(folder: Path) -> list[tuple[Path, str, float]]:
+    with (folder / "manifest.tsv").open(encoding="utf-8") as f:
+        return [
+            (folder / r["file"], r["transcript"], float(r["duration_s"]))
+            for r in csv.DictReader(f, delimiter="\t")
+        ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def stream_file(
+    url: str, path: Path, reference: str, *, vad_silence: float, manual: bool = False, realtime: bool = True
+) -> StreamResult:
+    pcm, rate = read_audio_file(path)
+    pcm16k: npt.NDArray[np.int16] = resample(pcm, rate, 16000)
+    committed: list[str] = []
+    partials = 0
+    strategy = "manual" if manual else "vad"
+    async with RealtimeTranscriber(
+        url, commit_strategy=strategy, vad_silence_threshold_secs=vad_silence
+    ) as stt:
+
+        async def read() -> None:
+            nonlocal partials
+            async for event in stt.events():
+                if isinstance(event, CommittedTranscript):
+                    committed.append(event.text)
+                elif isinstance(event, PartialTranscript):
+                    partials += 1
+
+        reader = asyncio.create_task(read())
+        tail = 0.0 if manual else vad_silence + 1.0
+        await stt.stream_pcm(paced_chunks(pcm16k, 16000, 100, realtime, tail_silence_s=tail))
+        if manual:
+            await stt.commit()
+        for _ in range(100):
+            if not stt._speech_since_commit:
+                break
+            await asyncio.sleep(0.05)
+        if stt._speech_since_commit:  # the VAD never committed the end: commit by hand
+            await stt.commit()
+            await asyncio.sleep(1.0)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return StreamResult(
+        path.name,
+        reference,
+        committed,
+        partials,
+        list(stt.latency.partial_intervals),
+        list(stt.latency.end_of_speech_to_commit),
+        list(stt.latency.commit_to_committed),
+    )
+
+
+async def wer_pass(
+    url: str, files: list[tuple[Path, str, float]], parallel: int, console: Console
+) -> tuple[list[StreamResult], WerResult]:
+    results: list[StreamResult] = []
+    semaphore = asyncio.Semaphore(parallel)
+
+    async def one(path: Path, ref: str) -> None:
+        async with semaphore:
+            result = await stream_file(url, path, ref, vad_silence=0.5)
+            results.append(result)
+            console.log(f"{path.name}: WER {wer(ref, result.hypothesis).rate:.1%}")
+
+    await asyncio.gather(*(one(p, r) for p, r, _ in files))
+    results.sort(key=lambda r: [f[0].name for f in files].index(r.file))
+    return results, corpus_wer((r.reference, r.hypothesis) for r in results)
+
+
+async def capacity_level(url: str, path: Path, ref: str, n: int) -> dict[str, Any]:
+    results = await asyncio.gather(*(stream_file(url, path, ref, vad_silence=0.5) for _ in range(n)))
+    intervals = [x for r in results for x in r.partial_intervals]
+    eos = [x for r in results for x in r.eos_to_commit]
+    wers = [wer(ref, r.hypothesis).rate for r in results]
+    ok = bool(intervals) and percentile(intervals, 95) <= 1.5 and bool(eos) and max(eos) <= 1.5 + 0.5
+    return {
+        "streams": n,
+        "partial_interval_p95_s": percentile(intervals, 95),
+        "eos_to_commit_max_s": max(eos) if eos else float("nan"),
+        "wer_max": max(wers),
+        "realtime_ok": ok,
+    }
+
+
+def run_stt_bench(args: argparse.Namespace) -> int:
+    console = Console()
+    folder = Path(args.speech_dir) if args.speech_dir else default_speech_dir()
+    files = load_manifest(folder)
+    proc = None
+    url = args.url
+    if url is None:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "SPEECHWIRE_STT_ENGINES": json.dumps([args.engine]),
+            "SPEECHWIRE_TTS_ENGINES": json.dumps(["espeak"]),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "speechwire.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"ws://127.0.0.1:{port}"
+        for _ in range(300):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.1)
+    report = Report(engine=args.engine)
+    try:
+        results, total = asyncio.run(wer_pass(url, files, args.parallel, console))
+        report.per_file = [
+            {
+                "file": r.file,
+                "wer": wer(r.reference, r.hypothesis).rate,
+                "words": wer(r.reference, r.hypothesis).words,
+                "hypothesis": r.hypothesis,
+            }
+            for r in results
+        ]
+        report.overall_wer = total.rate
+        short = [f for f in files if 2.0 <= f[2] <= 12.0 and "noisy" not in f[0].name]
+        cpu_before = _cpu_seconds(proc.pid) if proc else 0.0
+        wall_audio = 0.0
+        vad_lat: list[float] = []
+        manual_lat: list[float] = []
+        cadence: list[float] = []
+        for path, ref, duration in short:
+            r = asyncio.run(stream_file(url, path, ref, vad_silence=0.3))
+            vad_lat += r.eos_to_commit
+            cadence += r.partial_intervals
+            wall_audio += duration + 1.3
+            m = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, manual=True))
+            manual_lat += m.commit_to_committed
+            wall_audio += duration
+        cpu = (_cpu_seconds(proc.pid) - cpu_before) if proc else float("nan")
+        report.latency = {
+            "vad_0.3s_eos_to_commit_p50_ms": 1000 * percentile(vad_lat, 50),
+            "vad_0.3s_eos_to_commit_p95_ms": 1000 * percentile(vad_lat, 95),
+            "manual_commit_to_committed_p50_ms": 1000 * percentile(manual_lat, 50),
+            "manual_commit_to_committed_p95_ms": 1000 * percentile(manual_lat, 95),
+            "partial_interval_p50_ms": 1000 * percentile(cadence, 50),
+            "partial_interval_p95_ms": 1000 * percentile(cadence, 95),
+            "server_cpu_per_audio_second": cpu / wall_audio if wall_audio else float("nan"),
+            "segments": float(len(vad_lat) + len(manual_lat)),
+        }
+        probe = (
+            next(f for f in files if f[0].name == "lj_LJ001-0001.wav")
+            if any(f[0].name == "lj_LJ001-0001.wav" for f in files)
+            else files[0]
+        )
+        for n in [int(x) for x in str(args.streams).split(",") if x.strip()]:
+            level = asyncio.run(capacity_level(url, probe[0], probe[1], n))
+            report.capacity.append(level)
+            console.log(f"{n} streams: {level}")
+            if level["realtime_ok"]:
+                report.max_realtime_streams = n
+            else:
+                break
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+    table = Table(title=f"Realtime STT ({args.engine}): WER per file, streamed at real-time pace, VAD commit")
+    table.add_column("file")
+    table.add_column("words", justify="right")
+    table.add_column("WER", justify="right")
+    for row in report.per_file:
+        table.add_row(row["file"], str(row["words"]), f"{row['wer']:.1%}")
+    table.add_row("[b]overall[/b]", "", f"[b]{report.overall_wer:.1%}[/b]")
+    console.print(table)
+    for key, value in report.latency.items():
+        console.print(f"{key}: {value:.1f}" if "cpu" not in key else f"{key}: {value:.3f}")
+    console.print(f"max concurrent real-time streams: {report.max_realtime_streams}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(asdict(report), f, indent=2)
+    return 0
