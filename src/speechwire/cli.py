@@ -207,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stt.add_argument("--url", default=None)
     stt.add_argument("--json", default=None)
+    stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     stt.set_defaults(func=_bench)
     return parser
 

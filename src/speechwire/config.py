@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     stt_engines: list[str] = Field(default_factory=lambda: ["moonshine", "whisper", "whisper_base"])
     """Local STT engines to load; the first is what ``scribe_v2_realtime`` maps to for English,
     ``whisper_base`` (multilingual) serves every other ``language_code``."""
-    stt_workers: int = 1
-    """STT decodes that run at once (separate from TTS, so a long decode never delays speech)."""
+    stt_workers: int = Field(default_factory=_default_threads)
+    """STT decodes that run at once, one per core (a separate pool from TTS, so a long decode never
+    delays speech)."""
     stt_max_chunk_seconds: float = 5.0
     """Largest audio chunk accepted; larger ones get ``chunk_size_exceeded``."""

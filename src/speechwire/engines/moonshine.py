@@ -8,6 +8,7 @@ makes short commits fast.
 from __future__ import annotations
 
 import ctypes
+import queue
 import threading
 import time
 from pathlib import Path
@@ -26,23 +27,30 @@ def default_model_path() -> Path:
 
 
 class MoonshineEngine:
-    """One Moonshine transcriber; calls are serialised (its C handle is not documented as
-    thread-safe)."""
+    """``instances`` Moonshine transcribers; each call borrows one.
+
+    A transcriber's C handle is not documented as thread-safe, so one handle serves one call at a
+    time; a decode runs on one core, so one instance per core lets the engine use the machine.
+    """
 
     name = "moonshine"
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, instances: int = 1) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
-        self._transcriber: Any = None
+        self.instances = instances
+        self._free: queue.Queue[Any] = queue.Queue()
+        self._loaded = False
         self._lock = threading.Lock()
 
     def load(self) -> None:
         with self._lock:
-            if self._transcriber is None:
+            if not self._loaded:
                 from moonshine_voice import ModelArch
                 from moonshine_voice.transcriber import Transcriber
 
-                self._transcriber = Transcriber(str(self.model_path or default_model_path()), ModelArch.TINY)
+                for _ in range(self.instances):
+                    self._free.put(Transcriber(str(self.model_path or default_model_path()), ModelArch.TINY))
+                self._loaded = True
 
     def recognize(
         self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
@@ -50,8 +58,8 @@ class MoonshineEngine:
         self.load()
         audio = np.ascontiguousarray(pcm16k.astype(np.float32) / 32768.0)
         start = time.perf_counter()
-        with self._lock:
-            t = self._transcriber
+        t = self._free.get()
+        try:
             from moonshine_voice.errors import check_error
             from moonshine_voice.moonshine_api import TranscriptC
 
@@ -66,5 +74,7 @@ class MoonshineEngine:
             )
             check_error(error)
             transcript = t._parse_transcript(out)
+        finally:
+            self._free.put(t)
         text = " ".join(line.text.strip() for line in transcript.lines if line.text.strip())
         return Recognition(text, (), 1000 * (time.perf_counter() - start))

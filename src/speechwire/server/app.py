@@ -42,7 +42,7 @@ def build_stt_engines(settings: Settings) -> dict[str, STTEngine]:
         if name == "moonshine":
             from speechwire.engines.moonshine import MoonshineEngine
 
-            engines[name] = MoonshineEngine()
+            engines[name] = MoonshineEngine(instances=settings.stt_workers)
         elif name == "whisper":
             from speechwire.engines.whisper import WhisperEngine
 

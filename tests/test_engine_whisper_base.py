@@ -1,0 +1,47 @@
+"""Whisper base (multilingual): assembled from its two packages, checked, and used for any language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from speechwire.audio.wav import read_wav
+from speechwire.engines.whisper import WHISPER_BASE_SIZE, WhisperEngine, whisper_base_path
+from speechwire.wer import wer
+
+from .conftest import SPEECH_DIR
+
+
+def test_assembly_is_checked_atomic_and_reused(tmp_path: Path) -> None:
+    folder = whisper_base_path(tmp_path)
+    model = folder / "model.bin"
+    assert model.stat().st_size == WHISPER_BASE_SIZE
+    assert {"config.json", "tokenizer.json", "vocabulary.json"} <= {p.name for p in folder.iterdir()}
+    assert not [p for p in folder.iterdir() if p.name.startswith(".model.bin.")]  # no temporary left
+    mtime = model.stat().st_mtime_ns
+    assert whisper_base_path(tmp_path) == folder and model.stat().st_mtime_ns == mtime  # not rebuilt
+
+
+def test_torn_model_is_rebuilt(tmp_path: Path) -> None:
+    folder = tmp_path / "whisper-base"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"torn")
+    assert (whisper_base_path(tmp_path) / "model.bin").stat().st_size == WHISPER_BASE_SIZE
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> WhisperEngine:
+    engine = WhisperEngine(whisper_base_path(tmp_path_factory.mktemp("cache")), multilingual=True)
+    engine.load()
+    return engine
+
+
+def test_auto_detects_language_and_transcribes(base: WhisperEngine) -> None:
+    pcm, _ = read_wav(SPEECH_DIR / "jfk.wav")
+    result = base.recognize(pcm, language=None)
+    reference = (
+        "And so my fellow Americans, ask not what your country can do for you, "
+        "ask what you can do for your country."
+    )
+    assert wer(reference, result.text).rate <= 0.1, result.text
