@@ -26,15 +26,20 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["tts_engines"] = [e.strip() for e in args.engines.split(",") if e.strip()]
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(
+    from speechwire.server.runner import DrainingServer
+
+    config = uvicorn.Config(
         create_app(settings),
         host=args.host,
         port=args.port,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
+        ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s,
         log_level="info",
     )
+    DrainingServer(config, settings.drain_s).run()
     return 0
 
 

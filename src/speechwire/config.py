@@ -39,3 +39,14 @@ class Settings(BaseSettings):
     delays speech)."""
     stt_max_chunk_seconds: float = 5.0
     """Largest audio chunk accepted; larger ones get ``chunk_size_exceeded``."""
+    send_timeout_s: float = 10.0
+    """A client that takes no data for this long is disconnected (its session ends)."""
+    max_sessions: int = 64
+    """Open WebSocket sessions (TTS and STT together) beyond which new ones are refused with
+    ``resource_exhausted`` and close 1013, instead of every session slowing down."""
+    drain_s: float = 10.0
+    """On SIGTERM, how long open sessions may take to finish before they are closed with 1001."""
+    ping_interval_s: float = 10.0
+    """WebSocket pings from the server; a peer that misses ``ping_timeout_s`` is dropped, so dead
+    connections (a laptop lid closed) free their session within seconds, not TCP's minutes."""
+    ping_timeout_s: float = 10.0

@@ -3,8 +3,9 @@
 Each policy in one line, with its reason:
 - Backoff doubles from ``initial`` to ``maximum`` with full jitter: many clients cut by the same
   fault must not come back in lock-step and knock the server over again.
-- Give up after ``quick_failures`` connections in a row that each die within ``quick_window_s``:
-  a server that accepts and then drops us at once (bad key, bad request) will not heal by retrying.
+- Give up after ``quick_failures`` connections in a row that each die within ``quick_window_s``
+  without delivering anything: a server that accepts and then drops us at once (bad key, bad
+  request, crash loop) will not heal by retrying, while a flaky network that lets work through does.
 - Keep-alive is the protocol's own message, sent only when idle: it resets the server's
   inactivity timer without adding traffic to a busy stream.
 """
@@ -49,7 +50,8 @@ def backoff(
 
 @dataclass
 class GiveUpPolicy:
-    """Gives up after ``quick_failures`` consecutive connections that each lived < ``quick_window_s``."""
+    """Gives up after ``quick_failures`` consecutive connections that each lived < ``quick_window_s``
+    and delivered nothing, or after ``max_attempts`` failed connection attempts in a row."""
 
     quick_failures: int = 3
     quick_window_s: float = 5.0
@@ -57,8 +59,8 @@ class GiveUpPolicy:
     _quick: int = 0
     _attempts: int = 0
 
-    def connection_ended(self, lived_s: float) -> None:
-        self._quick = self._quick + 1 if lived_s < self.quick_window_s else 0
+    def connection_ended(self, lived_s: float, progressed: bool = False) -> None:
+        self._quick = self._quick + 1 if lived_s < self.quick_window_s and not progressed else 0
 
     def attempt_failed(self) -> None:
         self._attempts += 1

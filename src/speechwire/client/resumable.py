@@ -65,6 +65,8 @@ class _Reconnecting:
         self.opened_at = 0.0
         self.reconnects = 0
         self.reconnect_times: list[float] = []
+        self.progressed = False
+        """Set by the client when this connection delivered something (audio, a transcript)."""
 
     async def open(self, reconnecting: bool) -> ClientConnection:
         delays = backoff()
@@ -111,7 +113,8 @@ class _Reconnecting:
             return ws
 
     def lost(self, reason: str) -> None:
-        self.policy.connection_ended(time.monotonic() - self.opened_at)
+        self.policy.connection_ended(time.monotonic() - self.opened_at, self.progressed)
+        self.progressed = False
         self.ws = None
         if self.policy.give_up:
             self.states.set(StateChange(ConnectionState.FAILED, reason=reason))
@@ -258,6 +261,7 @@ class ResumableTextToSpeech:
                         await self.close()
                         return
                     if isinstance(event, AudioReceived):
+                        self.link.progressed = True
                         if event.alignment is not None:
                             self.voiced += len(event.alignment.chars)
                         if event.audio:
@@ -371,6 +375,8 @@ class ResumableTranscriber:
                     data = json.loads(frame)
                     kind = data.get("message_type")
                     now = time.perf_counter()
+                    if kind in ("partial_transcript", "committed_transcript"):
+                        self.link.progressed = True
                     if kind == "partial_transcript":
                         yield PartialTranscript(str(data.get("text", "")), now)
                     elif kind == "committed_transcript":

@@ -7,6 +7,7 @@ actual bound port read back from the listening socket.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +15,38 @@ from dataclasses import dataclass
 import uvicorn
 
 from speechwire.config import Settings
+from speechwire.protocol.errors import GOING_AWAY
 from speechwire.server.app import create_app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a graceful drain on SIGTERM.
+
+    Why: uvicorn's own shutdown drops every WebSocket at once (1012). Here the listening sockets
+    close first (no new sessions), open sessions get ``drain_s`` to finish, and only the ones
+    still open then are closed with 1001 (going away), which a resuming client treats as
+    "reconnect elsewhere".
+    """
+
+    def __init__(self, config: uvicorn.Config, drain_s: float = 10.0) -> None:
+        super().__init__(config)
+        self.drain_s = drain_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        state = getattr(getattr(self.config.app, "state", None), "speechwire", None)
+        if state is not None:
+            state.draining = True
+            deadline = time.monotonic() + self.drain_s
+            while state.sockets and time.monotonic() < deadline and not self.force_exit:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            for sock in list(state.sockets):
+                await sock.close(GOING_AWAY, "server shutting down")
+            deadline = time.monotonic() + 2.0
+            while state.sockets and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
 
 
 @dataclass
@@ -55,10 +87,12 @@ def start_server(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
+        ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s,
         log_level="warning",
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, settings.drain_s)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

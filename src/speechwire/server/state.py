@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp
@@ -10,6 +12,7 @@ from speechwire.config import Settings
 from speechwire.engines.base import STTEngine
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
+from speechwire.server.session_socket import SessionSocket
 
 
 @dataclass
@@ -21,6 +24,25 @@ class ServerState:
     tts_pool: EnginePool
     stt_engines: dict[str, STTEngine] = field(default_factory=dict)
     stt_pool: EnginePool | None = None
+    sockets: set[SessionSocket] = field(default_factory=set)
+    draining: bool = False
+
+    @property
+    def sessions(self) -> int:
+        return len(self.sockets)
+
+    @contextlib.contextmanager
+    def admitted(self, sock: SessionSocket) -> Iterator[bool]:
+        """Registers an open session; yields False (registers nothing) when the server is full or
+        draining for shutdown."""
+        if self.draining or len(self.sockets) >= self.settings.max_sessions:
+            yield False
+            return
+        self.sockets.add(sock)
+        try:
+            yield True
+        finally:
+            self.sockets.discard(sock)
 
 
 def server_state(app: ASGIApp) -> ServerState:

@@ -8,15 +8,11 @@ closes the socket; other sessions never notice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from speechwire.audio.resample import StreamResampler
 from speechwire.engines.base import STTEngine
@@ -27,7 +23,7 @@ from speechwire.engines.streaming import (
     RecognizerEvent,
     StreamingRecognizer,
 )
-from speechwire.protocol.errors import ProtocolError
+from speechwire.protocol.errors import TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.stt import (
     INVALID_REQUEST,
     TRANSCRIBER_ERROR,
@@ -42,7 +38,9 @@ from speechwire.protocol.stt import (
     session_started,
     stt_error,
 )
+from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.state import ServerState, server_state
+from speechwire.server.tts_ws import SERVER_FULL
 
 router = APIRouter()
 log = logging.getLogger("speechwire.stt")
@@ -89,37 +87,19 @@ def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
     return engine
 
 
-class _Sender:
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self.lock = asyncio.Lock()
-        self.closed = False
-
-    async def send(self, message: dict[str, Any]) -> None:
-        async with self.lock:
-            if not self.closed:
-                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-
-    async def close(self, code: int, reason: str = "") -> None:
-        async with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            if self.ws.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(code, reason[:120])
-
-    async def fail(self, error: ProtocolError) -> None:
-        with contextlib.suppress(Exception):
-            await self.send(error_message(error))
-        await self.close(error.code, error.message)
-
-
 @router.websocket("/v1/speech-to-text/realtime")
 async def realtime(ws: WebSocket) -> None:
     state = server_state(ws.app)
     await ws.accept()
-    sender = _Sender(ws)
+    sender = SessionSocket(ws, error_message, state.settings.send_timeout_s)
+    with state.admitted(sender) as admitted:
+        if not admitted:
+            await sender.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
+            return
+        await _realtime(ws, state, sender)
+
+
+async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) -> None:
     sid = uuid.uuid4().hex
     try:
         params = RealtimeParams.from_query(ws.query_params.multi_items())
@@ -168,7 +148,7 @@ async def realtime(ws: WebSocket) -> None:
     except ProtocolError as exc:
         log.info("stt session %s closed on %s: %s", sid[:12], exc.error, exc.message)
         await sender.fail(exc)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, SlowConsumer):
         pass
     except Exception:
         log.exception("stt session %s: transcriber failed", sid[:12])

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketDisconnect
 
 from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.registry import UnknownModel, UnknownVoice
-from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, ProtocolError
+from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.tts import (
     FINAL_MESSAGE,
     MODEL_NOT_FOUND,
@@ -32,6 +31,7 @@ from speechwire.protocol.tts import (
     TTSServerSession,
     audio_message,
 )
+from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline
 from speechwire.server.state import ServerState, server_state
 
@@ -39,34 +39,6 @@ router = APIRouter()
 log = logging.getLogger("speechwire.tts")
 
 _END = object()
-
-
-class _Socket:
-    """Serialises sends from the two tasks and remembers whether the socket is still usable."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self.lock = asyncio.Lock()
-        self.closed = False
-
-    async def send(self, message: dict[str, Any]) -> None:
-        async with self.lock:
-            if not self.closed:
-                await self.ws.send_text(json.dumps(message, separators=(",", ":")))
-
-    async def close(self, code: int, reason: str = "") -> None:
-        async with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            if self.ws.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(code, reason[:120])
-
-    async def fail(self, error: ProtocolError) -> None:
-        with contextlib.suppress(Exception):
-            await self.send(error.tts_frame())
-        await self.close(error.code, error.message)
 
 
 def _resolve(state: ServerState, params: StreamInputParams) -> tuple[Any, Any]:
@@ -82,7 +54,18 @@ def _resolve(state: ServerState, params: StreamInputParams) -> tuple[Any, Any]:
 async def stream_input(ws: WebSocket, voice_id: str) -> None:
     state = server_state(ws.app)
     await ws.accept()
-    sock = _Socket(ws)
+    sock = SessionSocket(ws, lambda e: e.tts_frame(), state.settings.send_timeout_s)
+    with state.admitted(sock) as admitted:
+        if not admitted:
+            await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
+            return
+        await _stream_input(ws, voice_id, state, sock)
+
+
+SERVER_FULL = "The server is at its session limit; try again shortly."
+
+
+async def _stream_input(ws: WebSocket, voice_id: str, state: ServerState, sock: SessionSocket) -> None:
     sid = uuid.uuid4().hex[:12]
     try:
         params = StreamInputParams.from_query(voice_id, ws.query_params)
@@ -99,17 +82,25 @@ async def stream_input(ws: WebSocket, voice_id: str) -> None:
         max_buffer_chars=settings.max_buffer_chars,
     )
     work: asyncio.Queue[object] = asyncio.Queue()
-    speaker: asyncio.Task[None] | None = None
+    queued_chars = [0]  # text waiting for synthesis: bounded, so a client that never reads
+    speaker: asyncio.Task[None] | None = None  # cannot make the server hold unbounded text
+    receiver: asyncio.Task[Any] | None = None
     try:
         while True:
             deadline = session.deadline
             if deadline is None:
                 break  # input ended: the speaker finishes and closes
-            try:
-                message = await asyncio.wait_for(ws.receive(), timeout=max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+            receiver = receiver or asyncio.ensure_future(ws.receive())
+            waiting: set[asyncio.Future[Any]] = {receiver} if speaker is None else {receiver, speaker}
+            done, _ = await asyncio.wait(
+                waiting, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
+            if speaker is not None and speaker in done:
+                return  # the speaker ended the session (slow consumer, engine failure)
+            if receiver not in done:
                 session.check_timeout(time.monotonic())
                 continue
+            message, receiver = receiver.result(), None
             if message["type"] == "websocket.disconnect":
                 return
             frame = message.get("text")
@@ -130,8 +121,15 @@ async def stream_input(ws: WebSocket, voice_id: str) -> None:
                         state.tts_pool,
                         settings.quick_first_words,
                     )
-                    speaker = asyncio.create_task(_speak(sock, pipeline, work, sid))
+                    speaker = asyncio.create_task(_speak(sock, pipeline, work, sid, queued_chars))
                 elif isinstance(event, Generate):
+                    queued_chars[0] += len(event.text)
+                    if queued_chars[0] > settings.max_buffer_chars:
+                        raise ProtocolError(
+                            "queue_overflow",
+                            f"More than {settings.max_buffer_chars} characters wait for synthesis: "
+                            "read the audio you asked for before sending more text.",
+                        )
                     work.put_nowait(event)
                 elif isinstance(event, InputEnded):
                     work.put_nowait(_END)
@@ -145,13 +143,20 @@ async def stream_input(ws: WebSocket, voice_id: str) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        if speaker is not None and not speaker.done():
-            speaker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await speaker
+        for task in (receiver, speaker):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
-async def _speak(sock: _Socket, pipeline: SpeechPipeline, work: asyncio.Queue[object], sid: str) -> None:
+async def _speak(
+    sock: SessionSocket,
+    pipeline: SpeechPipeline,
+    work: asyncio.Queue[object],
+    sid: str,
+    queued_chars: list[int],
+) -> None:
     """Synthesise queued text in order; after end of input send ``isFinal`` and close 1000."""
     try:
         while True:
@@ -164,11 +169,15 @@ async def _speak(sock: _Socket, pipeline: SpeechPipeline, work: asyncio.Queue[ob
                 await sock.close(NORMAL_CLOSURE)
                 return
             assert isinstance(item, Generate)
+            queued_chars[0] -= len(item.text)
             async for out in pipeline.speak(item.text):
                 await sock.send(audio_message(out.audio, out.alignment))
     except asyncio.CancelledError:
         raise
     except WebSocketDisconnect:
+        return
+    except SlowConsumer as exc:
+        log.warning("session %s ended: %s", sid, exc)
         return
     except Exception:
         log.exception("session %s: synthesis failed", sid)

@@ -1,0 +1,64 @@
+"""One accepted WebSocket as a session sees it: serialised sends with a deadline, one close.
+
+Why a send deadline: a client that stops reading fills the TCP buffers, and every further send
+would wait forever while its session holds memory and a place. After ``send_timeout_s`` the
+session is ended instead (the close cannot reach such a client; the connection is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import WebSocket
+from starlette.websockets import WebSocketState
+
+from speechwire.protocol.errors import ProtocolError
+
+
+class SlowConsumer(Exception):
+    """The client did not take a message within the send deadline."""
+
+
+class SessionSocket:
+    def __init__(
+        self,
+        ws: WebSocket,
+        error_frame: Callable[[ProtocolError], dict[str, Any]],
+        send_timeout_s: float = 10.0,
+    ) -> None:
+        self.ws = ws
+        self.error_frame = error_frame
+        self.send_timeout_s = send_timeout_s
+        self.lock = asyncio.Lock()
+        self.closed = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.lock:
+            if self.closed:
+                return
+            try:
+                await asyncio.wait_for(
+                    self.ws.send_text(json.dumps(message, separators=(",", ":"))), self.send_timeout_s
+                )
+            except TimeoutError:
+                self.closed = True
+                raise SlowConsumer(f"client took no data for {self.send_timeout_s:g} s") from None
+
+    async def close(self, code: int, reason: str = "") -> None:
+        async with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ws.close(code, reason[:120]), 2.0)
+
+    async def fail(self, error: ProtocolError) -> None:
+        """Send the protocol's error frame, then close with its code."""
+        with contextlib.suppress(Exception):
+            await self.send(self.error_frame(error))
+        await self.close(error.code, error.message)

@@ -1,0 +1,266 @@
+"""Keep-alive, server restarts, clients that never read, admission control, give-up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import websockets
+
+from speechwire.client.errors import ConnectionClosedError, InputTimeoutExceeded
+from speechwire.client.latency import percentile
+from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChange, backoff
+from speechwire.client.resumable import ResumableTextToSpeech
+from speechwire.config import Settings
+from speechwire.server.runner import RunningServer, start_server
+
+TEXT = "Your package was delivered to the front door this morning. I have added milk to your list. "
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``speechwire serve`` as a real process (espeak only, so it starts in about a second)."""
+
+    def __init__(self, port: int, **env: str) -> None:
+        self.port = port
+        self.env = {
+            **os.environ,
+            "SPEECHWIRE_TTS_ENGINES": '["espeak"]',
+            "SPEECHWIRE_STT_ENGINES": '["moonshine"]',
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "speechwire.cli", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+@pytest.fixture
+def process_server() -> Iterator[ServerProcess]:
+    server = ServerProcess(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_backoff_has_full_jitter_and_a_cap() -> None:
+    import random
+
+    delays = list(zip(range(12), backoff(0.1, 2.0, rng=random.Random(3)), strict=False))
+    assert all(0 <= d <= 2.0 for _, d in delays)
+    assert len({round(d, 6) for _, d in delays}) == len(delays)  # jittered, not lock-step
+
+
+def test_give_up_counts_only_quick_connections_without_progress() -> None:
+    policy = GiveUpPolicy(quick_failures=3, quick_window_s=5)
+    for _ in range(5):
+        policy.connection_ended(0.5, progressed=True)
+    assert not policy.give_up
+    for _ in range(3):
+        policy.connection_ended(0.5, progressed=False)
+    assert policy.give_up
+
+
+async def test_keepalive_keeps_an_idle_session_usable(server: RunningServer) -> None:
+    """Idle for 3 × inactivity_timeout: kept alive it still speaks; left alone it times out."""
+    async with ResumableTextToSpeech(
+        server.ws_url, "espeak-en", inactivity_timeout=1, keepalive_s=0.3
+    ) as tts:
+        await asyncio.sleep(3.2)
+        await tts.send("Still here. ", flush=True)
+        await tts.end()
+        audio = [c async for c in tts]
+        assert tts.link.reconnects == 0
+    assert "".join(c.alignment.text for c in audio if c.alignment).strip() == "Still here."
+
+    with pytest.raises(InputTimeoutExceeded):
+        async with ResumableTextToSpeech(server.ws_url, "espeak-en", inactivity_timeout=1) as tts:
+            await asyncio.sleep(3.2)
+            async for _ in tts:
+                pass
+
+
+async def test_server_killed_and_restarted_mid_session(process_server: ServerProcess) -> None:
+    """The client reconnects when the server is back and finishes: nothing lost, nothing twice."""
+    states: list[StateChange] = []
+    url = f"ws://127.0.0.1:{process_server.port}"
+    tts = ResumableTextToSpeech(
+        url,
+        "espeak-en",
+        output_format="pcm_16000",
+        on_state=states.append,
+        give_up=GiveUpPolicy(max_attempts=200),
+        ping_interval=0.5,
+        ping_timeout=0.5,
+    )
+    await tts.connect()
+    sentences = [f"This is sentence number {n} of the restart test. " for n in range(1, 7)]
+    chunks = []
+
+    async def feed() -> None:
+        for i, sentence in enumerate(sentences):
+            await tts.send(sentence, flush=True)
+            await asyncio.sleep(0.3)
+            if i in (1, 3):
+                process_server.kill()
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(process_server.start)
+        await tts.end()
+
+    feeder = asyncio.create_task(feed())
+    async for chunk in tts:
+        chunks.append(chunk)
+    await feeder
+    voiced = "".join(c.alignment.text for c in chunks if c.alignment)
+    assert voiced.strip() == "".join(sentences).strip()
+    assert tts.link.reconnects >= 2
+    assert [s.state for s in states].count(ConnectionState.RECONNECTING) >= 2
+    times = tts.link.reconnect_times
+    print(
+        f"reconnect after restart: p50 {1000 * percentile(times, 50):.0f} ms, "
+        f"max {1000 * max(times):.0f} ms over {len(times)}"
+    )
+
+
+async def test_client_that_never_reads_cannot_grow_server_memory() -> None:
+    server = ServerProcess(free_port(), SPEECHWIRE_SEND_TIMEOUT_S="3", SPEECHWIRE_MAX_BUFFER_CHARS="20000")
+    server.start()
+    try:
+        url = f"ws://127.0.0.1:{server.port}/v1/text-to-speech/espeak-en/stream-input?output_format=pcm_48000"
+        baseline = server.rss_kib()
+        ws = await websockets.connect(url, max_size=2**24)
+        ws.transport.pause_reading()  # never read: the server's sends back up
+        await ws.send(json.dumps({"text": " "}))
+        peak = baseline
+        sentence = "A client that never reads must not make the server hold its audio forever. "
+        for _ in range(400):  # about 30 minutes of 48 kHz audio asked for
+            try:
+                await ws.send(json.dumps({"text": sentence, "flush": True}))
+            except websockets.ConnectionClosed:
+                break
+            await asyncio.sleep(0.005)
+            peak = max(peak, server.rss_kib())
+        for _ in range(40):
+            peak = max(peak, server.rss_kib())
+            await asyncio.sleep(0.1)
+        ws.transport.abort()
+        growth_mib = (peak - baseline) / 1024
+        assert growth_mib < 40, f"server grew {growth_mib:.1f} MiB for a client that never reads"
+        # The server is still healthy for everyone else.
+        async with websockets.connect(url.replace("pcm_48000", "pcm_16000")) as other:
+            await other.send(json.dumps({"text": " "}))
+            await other.send(json.dumps({"text": "Hello. ", "flush": True}))
+            await other.send(json.dumps({"text": ""}))
+            assert "audio" in json.loads(await asyncio.wait_for(other.recv(), 10))
+    finally:
+        server.kill()
+
+
+async def test_admission_control_refuses_past_the_limit() -> None:
+    running = start_server(Settings(tts_engines=["espeak"], stt_engines=["moonshine"], max_sessions=2))
+    try:
+        url = f"{running.ws_url}/v1/text-to-speech/espeak-en/stream-input"
+        a = await websockets.connect(url)
+        b = await websockets.connect(url)
+        async with websockets.connect(url) as c:
+            frame = json.loads(await asyncio.wait_for(c.recv(), 5))
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(c.recv(), 5)
+            assert frame["error"] == "resource_exhausted"
+            assert c.close_code == 1013
+        await a.close()
+        await asyncio.sleep(0.2)
+        async with websockets.connect(url) as d:  # a place is free again
+            await d.send(json.dumps({"text": " "}))
+            await d.send(json.dumps({"text": "Hi. ", "flush": True}))
+            assert "audio" in json.loads(await asyncio.wait_for(d.recv(), 10))
+        await b.close()
+    finally:
+        running.stop()
+
+
+async def test_client_gives_up_on_a_server_that_is_gone() -> None:
+    port = free_port()  # nothing listens here
+    states: list[StateChange] = []
+    tts = ResumableTextToSpeech(
+        f"ws://127.0.0.1:{port}", give_up=GiveUpPolicy(max_attempts=4), on_state=states.append
+    )
+    with pytest.raises(ConnectionClosedError):
+        await tts.connect()
+    assert states[-1].state is ConnectionState.FAILED
+    assert any(s.retry_in_s is not None for s in states)  # the UI can show a countdown
+
+
+async def test_sigterm_drains_then_closes_with_1001() -> None:
+    """SIGTERM: no new sessions; a session that finishes within the drain deadline finishes;
+    one still open at the deadline is closed with 1001."""
+    server = ServerProcess(free_port(), SPEECHWIRE_DRAIN_S="3")
+    server.start()
+    url = f"ws://127.0.0.1:{server.port}/v1/text-to-speech/espeak-en/stream-input?output_format=pcm_16000"
+    try:
+        busy = await websockets.connect(url)
+        idle = await websockets.connect(url)
+        await busy.send(json.dumps({"text": " "}))
+        await idle.send(json.dumps({"text": " "}))
+        await asyncio.sleep(0.2)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.5)
+        with pytest.raises(OSError):
+            await websockets.connect(url, open_timeout=2)  # no longer accepting
+        # The busy session still works during the drain and ends normally.
+        await busy.send(json.dumps({"text": "Finishing my sentence during the drain. ", "flush": True}))
+        await busy.send(json.dumps({"text": ""}))
+        frames = []
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                frames.append(json.loads(await asyncio.wait_for(busy.recv(), 5)))
+        assert frames[-1] == {"isFinal": True} and busy.close_code == 1000
+        # The idle one is closed with 1001 once the deadline passes.
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(idle.recv(), 10)
+        assert idle.close_code == 1001
+        assert server.proc.wait(10) is not None
+    finally:
+        server.kill()
