@@ -139,7 +139,7 @@ BAD = [
     ("commit with no audio", "", [_chunk(b"", commit=True)], "input_error"),
     ("unknown parameter", "&colour=blue", [], "invalid_request"),
     ("unknown model", "&model_id=whisper_large", [], "invalid_request"),
-    ("unsupported language", "&language_code=fr", [], "invalid_request"),
+    ("language the model lacks", "&model_id=speechwire_moonshine&language_code=fr", [], "invalid_request"),
 ]
 
 

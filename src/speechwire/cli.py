@@ -75,6 +75,7 @@ async def _say(args: argparse.Namespace) -> int:
 
 
 async def _transcribe(args: argparse.Namespace) -> int:
+    import contextlib
     import json
     import time
 
@@ -106,7 +107,6 @@ async def _transcribe(args: argparse.Namespace) -> int:
     except OSError as exc:
         console.print(f"[red]cannot reach {args.url}: {exc}. Start one with `speechwire serve`.[/red]")
         return 1
-    done = asyncio.Event()
 
     async def send() -> None:
         await stt.stream_pcm(paced_chunks(pcm16k, 16000, 100, realtime=args.realtime, tail_silence_s=1.5))
@@ -115,31 +115,27 @@ async def _transcribe(args: argparse.Namespace) -> int:
         if stt._speech_since_commit:
             await stt.commit()
             await asyncio.sleep(1.0)
-        done.set()
 
-    sender = asyncio.create_task(send())
     with Live(Text(""), console=out, transient=True, auto_refresh=False, redirect_stdout=False) as live:
-        reader = stt.events().__aiter__()
-        while not done.is_set():
-            try:
-                event = await asyncio.wait_for(reader.__anext__(), 0.2)
-            except TimeoutError:
-                continue
-            except StopAsyncIteration:
-                break
-            at = event.received_at - start if hasattr(event, "received_at") else 0.0
-            if args.json:
-                kind = "committed" if isinstance(event, CommittedTranscript) else "partial"
-                print(
-                    json.dumps({"type": kind, "text": getattr(event, "text", ""), "t": round(at, 3)}),
-                    flush=True,
-                )
-            elif isinstance(event, PartialTranscript):
-                live.update(Text(f"… {event.text}", style="dim"), refresh=True)
-            elif isinstance(event, CommittedTranscript):
-                live.update(Text(""), refresh=True)
-                out.print(f"[{at:6.2f}s] {event.text}")
-    await sender
+
+        async def read() -> None:
+            async for event in stt.events():
+                at = event.received_at - start if hasattr(event, "received_at") else 0.0
+                if args.json:
+                    kind = "committed" if isinstance(event, CommittedTranscript) else "partial"
+                    line = {"type": kind, "text": getattr(event, "text", ""), "t": round(at, 3)}
+                    print(json.dumps(line), flush=True)
+                elif isinstance(event, PartialTranscript):
+                    live.update(Text(f"… {event.text}", style="dim"), refresh=True)
+                elif isinstance(event, CommittedTranscript):
+                    live.update(Text(""), refresh=True)
+                    out.print(f"[{at:6.2f}s] {event.text}")
+
+        reader = asyncio.create_task(read())
+        await send()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
     await stt.close()
     lat = stt.latency.end_of_speech_to_commit
     if lat and not args.json:

@@ -57,18 +57,74 @@ _LOCK = threading.Lock()
 """libespeak-ng is a process-wide singleton and not thread-safe: every call goes through this."""
 
 
+class _Library:
+    """libespeak-ng, initialised once per process, with the one synth callback it can hold.
+
+    Why module-level: the library keeps a single global callback pointer. Were it owned by an
+    engine object, a second engine (a second app in the same process) would replace the pointer
+    and the first one's garbage collection would leave the library calling freed memory.
+    """
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        lib = ctypes.CDLL(espeakng_loader.get_library_path(), mode=os.RTLD_LOCAL)
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+        )
+        if rate <= 0:
+            raise RuntimeError("espeak-ng failed to initialise")
+        self.rate = int(rate)
+        self.samples: list[npt.NDArray[np.int16]] = []
+        self.words: list[tuple[int, int, int]] = []  # (text position, length, sample offset)
+        self.callback = _CALLBACK(self._on_audio)
+        lib.espeak_SetSynthCallback(self.callback)
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
+        self.lib = lib
+
+    def _on_audio(self, wav: Any, count: int, events: Any) -> int:
+        if count > 0 and wav:
+            self.samples.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16, copy=True))
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            event = events[i]
+            if event.type == _EVENT_WORD:
+                self.words.append((event.text_position, event.length, event.sample))
+            i += 1
+        return 0
+
+
+_library: _Library | None = None
+
+
+def _shared_library() -> _Library:
+    """The process's espeak-ng; call with ``_LOCK`` held."""
+    global _library
+    if _library is None:
+        _library = _Library()
+    return _library
+
+
 class EspeakEngine:
     """espeak-ng voices; calls are serialised (one synthesis at a time in the process)."""
 
     name = "espeak"
 
     def __init__(self) -> None:
-        self._lib: Any = None
-        self._callback: Any = None  # kept referenced so ctypes does not free it
         self._rate = 22050
-        self._samples: list[npt.NDArray[np.int16]] = []
-        self._words: list[tuple[int, int, int]] = []  # (text position, length, sample offset)
-        self._sample_count = 0
 
     def voices(self) -> list[VoiceInfo]:
         return [
@@ -86,46 +142,7 @@ class EspeakEngine:
 
     def load(self) -> None:
         with _LOCK:
-            if self._lib is not None:
-                return
-            import espeakng_loader
-
-            lib = ctypes.CDLL(espeakng_loader.get_library_path(), mode=os.RTLD_LOCAL)
-            lib.espeak_Initialize.restype = ctypes.c_int
-            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-            rate = lib.espeak_Initialize(
-                _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
-            )
-            if rate <= 0:
-                raise RuntimeError("espeak-ng failed to initialise")
-            self._rate = int(rate)
-            self._callback = _CALLBACK(self._on_audio)
-            lib.espeak_SetSynthCallback(self._callback)
-            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-            lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-            lib.espeak_Synth.argtypes = [
-                ctypes.c_void_p,
-                ctypes.c_size_t,
-                ctypes.c_uint,
-                ctypes.c_int,
-                ctypes.c_uint,
-                ctypes.c_uint,
-                ctypes.c_void_p,
-                ctypes.c_void_p,
-            ]
-            self._lib = lib
-
-    def _on_audio(self, wav: Any, count: int, events: Any) -> int:
-        if count > 0 and wav:
-            chunk = np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16, copy=True)
-            self._samples.append(chunk)
-        i = 0
-        while events[i].type != _EVENT_LIST_TERMINATED:
-            event = events[i]
-            if event.type == _EVENT_WORD:
-                self._words.append((event.text_position, event.length, event.sample))
-            i += 1
-        return 0
+            self._rate = _shared_library().rate
 
     def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis:
         if voice_id not in _VOICES:
@@ -133,13 +150,14 @@ class EspeakEngine:
         self.load()
         data = text.encode("utf-8")
         with _LOCK:
-            self._samples, self._words = [], []
-            self._lib.espeak_SetVoiceByName(_VOICES[voice_id][0].encode())
-            self._lib.espeak_SetParameter(_PARAM_RATE, round(_DEFAULT_WPM * options.speed), 0)
+            library = _shared_library()
+            library.samples, library.words = [], []
+            library.lib.espeak_SetVoiceByName(_VOICES[voice_id][0].encode())
+            library.lib.espeak_SetParameter(_PARAM_RATE, round(_DEFAULT_WPM * options.speed), 0)
             buf = ctypes.create_string_buffer(data)
-            self._lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            samples, words = self._samples, self._words
-            self._samples, self._words = [], []
+            library.lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            samples, words = library.samples, library.words
+            library.samples, library.words = [], []
         pcm = np.concatenate(samples) if samples else np.zeros(0, np.int16)
         total_ms = 1000 * len(pcm) / self._rate
         spans = []
