@@ -185,6 +185,7 @@ async def test_client_that_never_reads_cannot_grow_server_memory() -> None:
             await asyncio.sleep(0.1)
         ws.transport.abort()
         growth_mib = (peak - baseline) / 1024
+        print(f"server RSS {baseline / 1024:.0f} MiB before, peak growth {growth_mib:.1f} MiB")
         assert growth_mib < 40, f"server grew {growth_mib:.1f} MiB for a client that never reads"
         # The server is still healthy for everyone else.
         async with websockets.connect(url.replace("pcm_48000", "pcm_16000")) as other:
@@ -264,3 +265,25 @@ async def test_sigterm_drains_then_closes_with_1001() -> None:
         assert server.proc.wait(10) is not None
     finally:
         server.kill()
+
+
+async def test_graceful_finish_waits_for_final_audio_and_commit(server: RunningServer) -> None:
+    async with ResumableTextToSpeech(server.ws_url, "espeak-en") as tts:
+        await tts.send(TEXT)
+        chunks = await tts.finish(timeout=10)
+    assert "".join(c.alignment.text for c in chunks if c.alignment).strip() == TEXT.strip()
+
+    from speechwire.audio.wav import read_wav
+    from speechwire.client.stt import RealtimeTranscriber
+    from speechwire.wer import wer
+
+    from .conftest import speech_manifest
+
+    utterance = next(u for u in speech_manifest() if u.path.name == "ls_1089-134691-0001.wav")
+    pcm, _ = read_wav(utterance.path)
+    async with RealtimeTranscriber(server.ws_url, commit_strategy="manual") as stt:
+        for i in range(0, len(pcm), 4000):
+            await stt.send_audio(pcm[i : i + 4000])
+        committed = await stt.finish(timeout=10)
+    assert committed is not None
+    assert wer(utterance.transcript, committed.text).rate <= 0.15

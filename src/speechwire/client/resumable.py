@@ -146,8 +146,11 @@ class ResumableTextToSpeech:
         ping_interval: float = 5.0,
         ping_timeout: float = 5.0,
         keepalive_s: float | None = None,
+        single_use_token: str | None = None,
     ) -> None:
         query = {"output_format": output_format}
+        if single_use_token:  # browsers cannot set headers: a short-lived token in the query
+            query["single_use_token"] = single_use_token
         if model_id:
             query["model_id"] = model_id
         if inactivity_timeout is not None:
@@ -231,6 +234,17 @@ class ResumableTextToSpeech:
             self.ended = True
             self.flushed_upto = len(self.sent)
             await self._send({"text": ""})
+
+    async def finish(self, timeout: float = 10.0) -> list[AudioChunk]:  # noqa: ASYNC109
+        """Graceful end: end input and collect the rest of the audio until ``isFinal`` (bounded).
+
+        Returns the chunks that arrived; raises ``TimeoutError`` past ``timeout``."""
+        await self.end()
+        chunks: list[AudioChunk] = []
+        async with asyncio.timeout(timeout):
+            async for chunk in self:
+                chunks.append(chunk)
+        return chunks
 
     async def _keepalive(self) -> None:
         """The protocol's keep-alive (a single space) whenever nothing was sent for a while."""

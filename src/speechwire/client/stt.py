@@ -148,7 +148,15 @@ class RealtimeTranscriber:
             if float(np.sqrt(np.mean(samples**2))) > SPEECH_RMS:
                 if not self._speech_since_commit:
                     self._first_partial_pending = True
-                self._last_speech_sent_at = now
+                # End of speech = the last loud 10 ms inside this chunk, in wall time: the chunk
+                # went out when its last sample was spoken.
+                frame = max(1, self.format.sample_rate // 100)
+                usable = len(samples) - len(samples) % frame
+                loud = np.nonzero(
+                    np.sqrt(np.mean(samples[:usable].reshape(-1, frame) ** 2, axis=1)) > SPEECH_RMS
+                )[0]
+                end_sample = (int(loud[-1]) + 1) * frame if len(loud) else len(samples)
+                self._last_speech_sent_at = now - (len(samples) - end_sample) / self.format.sample_rate
                 self._speech_since_commit = True
         self._sent_samples += len(raw) // (self.format.bytes_per_sample or 2)
         self._send_times.append((self._sent_samples, now))
@@ -211,6 +219,23 @@ class RealtimeTranscriber:
         except websockets.ConnectionClosedError as exc:
             raise ConnectionClosedError(f"connection closed: {exc}") from exc
 
+    async def finish(self, timeout: float = 5.0) -> CommittedTranscript | None:  # noqa: ASYNC109
+        """Graceful end: commit what is uncommitted and wait (bounded) for its transcript.
+
+        Read events from another task meanwhile, or call this instead of reading: it consumes
+        events until the committed transcript arrives."""
+        if not self._speech_since_commit and self._sent_samples == 0:
+            return None
+        await self.commit()
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in self.events():
+                    if isinstance(event, CommittedTranscript):
+                        return event
+        except TimeoutError:
+            return None
+        return None
+
     async def stream_pcm(self, chunks: AsyncIterable[npt.NDArray[np.int16]]) -> None:
         async for chunk in chunks:
             await self.send_audio(chunk)
@@ -237,8 +262,8 @@ async def paced_chunks(
     step = max(1, rate * chunk_ms // 1000)
     start = time.perf_counter()
     for i, offset in enumerate(range(0, len(pcm), step)):
-        if realtime:
-            delay = start + i * chunk_ms / 1000 - time.perf_counter()
+        if realtime:  # a microphone delivers a chunk when its last sample has been spoken
+            delay = start + (i + 1) * chunk_ms / 1000 - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
         yield pcm[offset : offset + step]
