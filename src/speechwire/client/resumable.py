@@ -13,7 +13,6 @@ repeats.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import time
@@ -31,6 +30,7 @@ from speechwire.client.latency import LatencyRecorder
 from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChange, StateTracker, backoff
 from speechwire.client.stt import CommittedTranscript, PartialTranscript, TranscriptEvent
 from speechwire.client.tts import MAX_FRAME_BYTES, AudioChunk, _ws_url
+from speechwire.protocol.stt import input_audio_chunk
 from speechwire.protocol.tts import AudioReceived, ErrorReceived, FinalReceived, parse_server_message
 
 RETRYABLE_ERRORS = frozenset(
@@ -307,8 +307,11 @@ class ResumableTranscriber:
         connect_timeout: float = 5.0,
         ping_interval: float = 5.0,
         ping_timeout: float = 5.0,
+        token: str | None = None,
     ) -> None:
         query = {"model_id": model_id, "audio_format": "pcm_16000", "commit_strategy": commit_strategy}
+        if token:  # a single-use token, for browsers that cannot set headers
+            query["token"] = token
         if vad_silence_threshold_secs is not None:
             query["vad_silence_threshold_secs"] = str(vad_silence_threshold_secs)
         url = f"{_ws_url(base_url).rstrip('/')}/v1/speech-to-text/realtime?{urlencode(query)}"
@@ -339,16 +342,9 @@ class ResumableTranscriber:
             await self._send_chunk(ws, chunk)
 
     def _message(self, chunk: npt.NDArray[np.int16]) -> str:
-        message: dict[str, Any] = {
-            "message_type": "input_audio_chunk",
-            "commit": False,
-            "sample_rate": 16000,
-            "audio_base_64": base64.b64encode(chunk.astype("<i2").tobytes()).decode(),
-        }
-        if self._fresh and self.last_committed:
-            message["previous_text"] = self.last_committed[-50:]
+        previous = self.last_committed[-50:] if self._fresh and self.last_committed else None
         self._fresh = False
-        return json.dumps(message)
+        return json.dumps(input_audio_chunk(chunk.astype("<i2").tobytes(), 16000, previous_text=previous))
 
     async def _send_chunk(self, ws: ClientConnection, chunk: npt.NDArray[np.int16]) -> None:
         await ws.send(self._message(chunk))
@@ -366,16 +362,7 @@ class ResumableTranscriber:
             ws = self.link.ws
             if ws is not None and self.pending:
                 with contextlib.suppress(websockets.ConnectionClosed):
-                    await ws.send(
-                        json.dumps(
-                            {
-                                "message_type": "input_audio_chunk",
-                                "audio_base_64": "",
-                                "commit": True,
-                                "sample_rate": 16000,
-                            }
-                        )
-                    )
+                    await ws.send(json.dumps(input_audio_chunk(b"", 16000, commit=True)))
 
     async def events(self) -> AsyncIterator[TranscriptEvent]:
         while True:

@@ -8,7 +8,6 @@ of speech to the committed text, and the cadence of partial transcripts.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import ssl as ssl_module
 import time
@@ -25,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat
 from speechwire.client.errors import ConnectionClosedError, server_error
 from speechwire.client.tts import _ws_url
+from speechwire.protocol.stt import input_audio_chunk
 
 SPEECH_RMS = 300.0
 """A chunk louder than this counts as speech for the client's own end-of-speech clock."""
@@ -133,14 +133,7 @@ class RealtimeTranscriber:
     ) -> None:
         """Send one chunk in the session's ``audio_format`` (int16 arrays are taken as PCM)."""
         raw = pcm.astype("<i2").tobytes() if isinstance(pcm, np.ndarray) else pcm
-        message: dict[str, Any] = {
-            "message_type": "input_audio_chunk",
-            "audio_base_64": base64.b64encode(raw).decode("ascii"),
-            "commit": False,
-            "sample_rate": self.format.sample_rate,
-        }
-        if previous_text:
-            message["previous_text"] = previous_text
+        message = input_audio_chunk(raw, self.format.sample_rate, previous_text=previous_text)
         await self._socket().send(json.dumps(message))
         now = time.perf_counter()
         if self.format.codec == "pcm" and len(raw) >= 2:
@@ -163,16 +156,7 @@ class RealtimeTranscriber:
 
     async def commit(self) -> None:
         self._commit_sent_at = time.perf_counter()
-        await self._socket().send(
-            json.dumps(
-                {
-                    "message_type": "input_audio_chunk",
-                    "audio_base_64": "",
-                    "commit": True,
-                    "sample_rate": self.format.sample_rate,
-                }
-            )
-        )
+        await self._socket().send(json.dumps(input_audio_chunk(b"", self.format.sample_rate, commit=True)))
 
     def _wall_time_of(self, stream_seconds: float) -> float | None:
         target = stream_seconds * self.format.sample_rate
