@@ -188,7 +188,9 @@ class ClientTextMessage(BaseModel):
         return self.xi_api_key or self.xi_api_key_underscore
 
 
-def parse_client_message(frame: str | bytes, max_bytes: int) -> ClientTextMessage:
+def parse_client_message(
+    frame: str | bytes, max_bytes: int, model: type[ClientTextMessage] | None = None
+) -> ClientTextMessage:
     """Decode one client frame, or raise the ``ProtocolError`` that tells the client why not."""
     if isinstance(frame, bytes):
         raise ProtocolError(INVALID_INPUT, "Expected a JSON text frame, got a binary frame.")
@@ -204,7 +206,7 @@ def parse_client_message(frame: str | bytes, max_bytes: int) -> ClientTextMessag
     if not isinstance(data, dict):
         raise ProtocolError(INVALID_INPUT, "Message must be a JSON object.")
     try:
-        return ClientTextMessage.model_validate(data)
+        return (model or ClientTextMessage).model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors()[:5]
@@ -322,7 +324,14 @@ class TTSServerSession:
         if self.state is TTSState.INPUT_ENDED:
             raise ProtocolError(INVALID_INPUT, "Input already ended with an empty text message.")
         try:
-            message = parse_client_message(frame, self.max_message_bytes)
+            return self.receive_message(parse_client_message(frame, self.max_message_bytes), now)
+        except ProtocolError:
+            self.state = TTSState.CLOSED
+            raise
+
+    def receive_message(self, message: ClientTextMessage, now: float) -> list[TTSEvent]:
+        """Take one parsed message (the multi-context socket parses once, then routes here)."""
+        try:
             self._last_input = now
             if self.state is TTSState.AWAITING_INIT:
                 return [self._initialise(message)]

@@ -81,11 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="speechwire", version=__version__, lifespan=lifespan)
 
-    from speechwire.server import catalog, stt_ws, tts_http, tts_ws
+    from speechwire.server import catalog, stt_ws, tts_http, tts_multi, tts_ws
 
     app.include_router(catalog.router)
     app.include_router(tts_ws.router)
     app.include_router(tts_http.router)
+    app.include_router(tts_multi.router)
     app.include_router(stt_ws.router)
 
     @app.get("/healthz")
