@@ -13,7 +13,7 @@ import websockets
 
 from speechwire.audio.resample import resample
 from speechwire.audio.wav import read_wav
-from speechwire.client.errors import ServerError
+from speechwire.client.errors import InvalidRequest
 from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
 from speechwire.server.runner import RunningServer
 from speechwire.wer import corpus_wer, wer
@@ -173,7 +173,7 @@ async def test_client_raises_typed_error_for_bad_session(server: RunningServer) 
     stt = RealtimeTranscriber(server.ws_url, model_id="nope")
     with pytest.raises(Exception) as err:
         await stt.connect()
-    assert isinstance(err.value, ServerError) and err.value.error == "invalid_request"
+    assert isinstance(err.value, InvalidRequest) and err.value.error == "invalid_request"
 
 
 async def test_official_sdk_realtime_receives_partials_and_commits(server: RunningServer) -> None:

@@ -33,6 +33,42 @@ class ModelNotFound(ServerError):
     pass
 
 
+class MessageTooLarge(ServerError):
+    pass
+
+
+class UnsupportedOutputFormat(ServerError):
+    pass
+
+
+class MaxActiveConversations(ServerError):
+    """A 6th context on a multi-context socket."""
+
+
+class QueueOverflow(ServerError):
+    pass
+
+
+class ResourceExhausted(ServerError):
+    """The server is at its session limit: retry later (resumable clients do)."""
+
+
+class InputError(ServerError):
+    """STT: a malformed audio message (bad base64, odd byte count, wrong sample rate…)."""
+
+
+class ChunkSizeExceeded(ServerError):
+    pass
+
+
+class InvalidRequest(ServerError):
+    """STT: a query parameter, model or language the server does not accept."""
+
+
+class TranscriberError(ServerError):
+    pass
+
+
 class ConnectionClosedError(SpeechwireError):
     """The socket closed before the stream ended."""
 
@@ -42,6 +78,15 @@ _BY_CODE: dict[str, type[ServerError]] = {
     "input_timeout_exceeded": InputTimeoutExceeded,
     "voice_not_found": VoiceNotFound,
     "model_not_found": ModelNotFound,
+    "message_too_large": MessageTooLarge,
+    "unsupported_output_format": UnsupportedOutputFormat,
+    "max_active_conversations": MaxActiveConversations,
+    "queue_overflow": QueueOverflow,
+    "resource_exhausted": ResourceExhausted,
+    "input_error": InputError,
+    "chunk_size_exceeded": ChunkSizeExceeded,
+    "invalid_request": InvalidRequest,
+    "transcriber_error": TranscriberError,
 }
 
 
