@@ -57,11 +57,13 @@ async def test_client_interrupt_drops_old_audio_and_measures_latency(server: Run
     async with MultiContextTTS(server.ws_url, "joe", output_format="pcm_16000") as tts:
         old = await tts.start_context(LONG, flush=True)
         events: list[ContextAudio | ContextFinished] = []
+        closing = False
         async for event in tts:
             events.append(event)
             if isinstance(event, ContextAudio) and event.context_id == old and len(events) == 1:
                 new = await tts.interrupt("Okay, stopping there. ")
-            if isinstance(event, ContextAudio) and event.context_id != old:
+            if isinstance(event, ContextAudio) and event.context_id != old and not closing:
+                closing = True
                 await tts.close_socket()
         assert {e.context_id for e in events if isinstance(e, ContextAudio)} >= {old, new}
         first_new = next(

@@ -20,6 +20,8 @@ from speechwire.audio.formats import AudioFormat
 from speechwire.engines.base import Synthesis, SynthesisOptions, TTSEngine, VoiceInfo
 from speechwire.engines.pool import EnginePool
 from speechwire.protocol.text import Piece, ends_phrase, segment
+from speechwire.protocol.tts import VoiceSettings
+from speechwire.server.state import ServerState
 
 SEAM_TAIL_MS = 30
 """Silence kept at the end of a piece cut inside a clause: enough to sound joined, not clipped."""
@@ -147,3 +149,17 @@ class SpeechPipeline:
         if not tail and held is None:
             return None
         return AudioOut(tail, held or CharAlignment.empty(), self._held_ms if held else 0.0)
+
+
+def pipeline_for(
+    state: ServerState,
+    engine: TTSEngine,
+    voice: VoiceInfo,
+    voice_settings: VoiceSettings | None,
+    fmt: AudioFormat,
+) -> SpeechPipeline:
+    """The pipeline for one stream: the engine honours ``speed`` from the voice settings."""
+    speed = voice_settings.speed if voice_settings is not None and voice_settings.speed else 1.0
+    return SpeechPipeline(
+        engine, voice, SynthesisOptions(speed=speed), fmt, state.tts_pool, state.settings.quick_first_words
+    )

@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
-from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.registry import UnknownModel, UnknownVoice
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
-from speechwire.server.speech import SpeechPipeline
+from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import server_state
 
 router = APIRouter()
@@ -60,11 +59,7 @@ async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str
         return _error(404, "voice_not_found", str(exc))
     except UnknownModel as exc:
         return _error(400, "model_not_found", str(exc))
-    speed = body.voice_settings.speed if body.voice_settings and body.voice_settings.speed else 1.0
-    pipeline = SpeechPipeline(
-        engine, voice, SynthesisOptions(speed=speed), fmt, state.tts_pool, state.settings.quick_first_words
-    )
-    return pipeline, body.text
+    return pipeline_for(state, engine, voice, body.voice_settings, fmt), body.text
 
 
 @router.post("/v1/text-to-speech/{voice_id}/stream")

@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from speechwire.engines.base import SynthesisOptions
 from speechwire.protocol.errors import NORMAL_CLOSURE, TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.multi import (
     ContextClosed,
@@ -32,7 +31,7 @@ from speechwire.protocol.multi import (
 )
 from speechwire.protocol.tts import Generate, StreamInputParams, audio_message
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
-from speechwire.server.speech import SpeechPipeline
+from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import ServerState, server_state
 from speechwire.server.tts_ws import SERVER_FULL, _resolve
 
@@ -122,15 +121,8 @@ async def _serve(ws: WebSocket, voice_id: str, state: ServerState, sock: Session
                 frame = message.get("bytes") or b""
             for event in session.receive(frame, time.monotonic()):
                 if isinstance(event, ContextOpened):
-                    vs = event.init.voice_settings
-                    speed = vs.speed if vs is not None and vs.speed else 1.0
-                    pipeline = SpeechPipeline(
-                        engine,
-                        voice,
-                        SynthesisOptions(speed=speed),
-                        params.output_format,
-                        state.tts_pool,
-                        settings.quick_first_words,
+                    pipeline = pipeline_for(
+                        state, engine, voice, event.init.voice_settings, params.output_format
                     )
                     ctx = _Context(pipeline)
                     ctx.task = asyncio.create_task(_speak(sock, event.context_id, ctx))

@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.registry import UnknownModel, UnknownVoice
 from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.tts import (
@@ -32,7 +31,7 @@ from speechwire.protocol.tts import (
     audio_message,
 )
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
-from speechwire.server.speech import SpeechPipeline
+from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import ServerState, server_state
 
 router = APIRouter()
@@ -108,19 +107,7 @@ async def _stream_input(ws: WebSocket, voice_id: str, state: ServerState, sock: 
                 frame = message.get("bytes") or b""
             for event in session.receive(frame, time.monotonic()):
                 if isinstance(event, Initialized):
-                    speed = (
-                        event.voice_settings.speed
-                        if event.voice_settings and event.voice_settings.speed
-                        else 1.0
-                    )
-                    pipeline = SpeechPipeline(
-                        engine,
-                        voice,
-                        SynthesisOptions(speed=speed),
-                        params.output_format,
-                        state.tts_pool,
-                        settings.quick_first_words,
-                    )
+                    pipeline = pipeline_for(state, engine, voice, event.voice_settings, params.output_format)
                     speaker = asyncio.create_task(_speak(sock, pipeline, work, sid, queued_chars))
                 elif isinstance(event, Generate):
                     queued_chars[0] += len(event.text)
