@@ -261,6 +261,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
         console.print(f"{key}: {value:.1f}" if "cpu" not in key else f"{key}: {value:.3f}")
     console.print(f"max concurrent real-time streams: {report.max_realtime_streams}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(asdict(report), f, indent=2)
     return 0

@@ -15,6 +15,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -155,6 +156,7 @@ def run_tts_bench(args: argparse.Namespace) -> int:
         )
     console.print(table)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(
                 {
