@@ -102,7 +102,6 @@ class RealtimeTranscriber:
         self._speech_since_commit = False
         self._last_partial_at: float | None = None
         self._first_partial_pending = False
-        self._send_times: list[tuple[int, float]] = []  # (sample index, wall time) for timestamps
         self._commit_sent_at: float | None = None
 
     async def __aenter__(self) -> RealtimeTranscriber:
@@ -152,18 +151,10 @@ class RealtimeTranscriber:
                 self._last_speech_sent_at = now - (len(samples) - end_sample) / self.format.sample_rate
                 self._speech_since_commit = True
         self._sent_samples += len(raw) // (self.format.bytes_per_sample or 2)
-        self._send_times.append((self._sent_samples, now))
 
     async def commit(self) -> None:
         self._commit_sent_at = time.perf_counter()
         await self._socket().send(json.dumps(input_audio_chunk(b"", self.format.sample_rate, commit=True)))
-
-    def _wall_time_of(self, stream_seconds: float) -> float | None:
-        target = stream_seconds * self.format.sample_rate
-        for samples, at in self._send_times:
-            if samples >= target:
-                return at
-        return None
 
     def _parse(self, frame: str | bytes) -> TranscriptEvent:
         data = json.loads(frame)
