@@ -94,3 +94,10 @@ def test_pcm_encoding_is_independent_of_chunking(cuts: list[int]) -> None:
     assert abs(len(a) - len(b)) <= 1
     n = min(len(a), len(b))
     assert np.abs(a[:n] - b[:n]).max() <= 2
+
+
+@pytest.mark.parametrize("name", TTS_OUTPUT_FORMATS)
+def test_a_stream_with_no_audio_flushes_cleanly(name: str) -> None:
+    """A TTS stream can end before any audio (init, then end of input): no encoder may crash."""
+    encoder = make_encoder(AudioFormat.parse(name), RATE)
+    assert isinstance(encoder.flush(), bytes)

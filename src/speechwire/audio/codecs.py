@@ -143,15 +143,22 @@ class MP3Encoder(_Resampling):
         self._lame.set_out_sample_rate(fmt.sample_rate)
         self._lame.set_channels(1)
         self._lame.set_quality(5)  # 2 is best and slowest; 5 is LAME's default speed/quality balance
+        self._started = False  # lameenc's flush() raises if nothing was ever encoded
 
     def encode(self, pcm: Int16Array) -> bytes:
         samples = self._samples(pcm)
-        return bytes(self._lame.encode(samples.tobytes())) if len(samples) else b""
+        if not len(samples):
+            return b""
+        self._started = True
+        return bytes(self._lame.encode(samples.tobytes()))
 
     def flush(self) -> bytes:
         tail = self._tail()
-        head = bytes(self._lame.encode(tail.tobytes())) if len(tail) else b""
-        return head + bytes(self._lame.flush())
+        head = b""
+        if len(tail):
+            self._started = True
+            head = bytes(self._lame.encode(tail.tobytes()))
+        return head + bytes(self._lame.flush()) if self._started else head
 
 
 class _Sink:
