@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,3 +50,6 @@ class Settings(BaseSettings):
     """WebSocket pings from the server; a peer that misses ``ping_timeout_s`` is dropped, so dead
     connections (a laptop lid closed) free their session within seconds, not TCP's minutes."""
     ping_timeout_s: float = 10.0
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    """Keys that open sessions and mint single-use tokens (JSON list in ``SPEECHWIRE_API_KEYS``).
+    Empty means a development server that admits everyone."""

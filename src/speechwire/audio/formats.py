@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Codec = Literal["pcm", "ulaw", "alaw", "mp3", "opus"]
+Codec = Literal["pcm", "ulaw", "alaw", "mp3", "opus", "webm"]
 
 TTS_OUTPUT_FORMATS: tuple[str, ...] = (
     "pcm_8000",
@@ -38,7 +38,10 @@ STT_INPUT_FORMATS: tuple[str, ...] = (
     "pcm_44100",
     "pcm_48000",
     "ulaw_8000",
+    "webm_opus",
 )
+"""What realtime STT accepts: upstream's formats, plus ``webm_opus`` (a speechwire extension): the
+WebM/Opus stream a browser's ``MediaRecorder`` produces, chunks in order, decoded on the server."""
 
 _CONTENT_TYPES: dict[str, str] = {
     "pcm": "audio/pcm",
@@ -46,6 +49,7 @@ _CONTENT_TYPES: dict[str, str] = {
     "alaw": "audio/x-alaw-basic",
     "mp3": "audio/mpeg",
     "opus": "audio/ogg",
+    "webm": "audio/webm",
 }
 
 
@@ -76,6 +80,8 @@ class AudioFormat:
         """Parse a format name, or raise ``UnsupportedFormat`` listing what is supported."""
         if name not in allowed:
             raise UnsupportedFormat(f"Unsupported audio format {name!r}. Supported: {', '.join(allowed)}.")
+        if name == "webm_opus":
+            return AudioFormat(name, "webm", 48000)
         parts = name.split("_")
         codec = parts[0]
         rate = int(parts[1])

@@ -167,11 +167,19 @@ class AudioIn:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedAudioIn:
+    """A piece of a container stream (``webm_opus``): bytes in order, decoded by the server."""
+
+    data: bytes
+    previous_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CommitRequested:
     """The client asked to commit what it has sent (manual commit)."""
 
 
-STTEvent = AudioIn | CommitRequested
+STTEvent = AudioIn | EncodedAudioIn | CommitRequested
 
 
 class STTState(enum.Enum):
@@ -253,7 +261,11 @@ class STTServerSession:
         except (binascii.Error, ValueError):
             raise stt_error(INPUT_ERROR, "audio_base_64 is not valid base64.") from None
         events: list[STTEvent] = []
-        if raw:
+        if raw and self.params.audio_format.codec == "webm":
+            self.uncommitted_samples += 1  # unknown until decoded; anything counts for commit
+            events.append(EncodedAudioIn(raw, previous_text))
+            self.chunks_received += 1
+        elif raw:
             events.append(AudioIn(self._decode(raw), previous_text))
             self.chunks_received += 1
         elif previous_text is not None:

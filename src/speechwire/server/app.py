@@ -81,8 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="speechwire", version=__version__, lifespan=lifespan)
 
-    from speechwire.server import catalog, stt_ws, tts_http, tts_multi, tts_ws
+    from speechwire.server import auth, catalog, stt_ws, tts_http, tts_multi, tts_ws, web
 
+    app.include_router(auth.router)
     app.include_router(catalog.router)
     app.include_router(tts_ws.router)
     app.include_router(tts_http.router)
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    web.mount(app)
     return app

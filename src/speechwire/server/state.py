@@ -13,6 +13,7 @@ from speechwire.engines.base import STTEngine
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
 from speechwire.server.session_socket import SessionSocket
+from speechwire.server.tokens import MemoryTokenStore, TokenStore
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ServerState:
     stt_pool: EnginePool | None = None
     sockets: set[SessionSocket] = field(default_factory=set)
     draining: bool = False
+    tokens: TokenStore = field(default_factory=MemoryTokenStore)
 
     @property
     def sessions(self) -> int:

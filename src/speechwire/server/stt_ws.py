@@ -8,13 +8,17 @@ closes the socket; other sessions never notice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from speechwire.audio.resample import StreamResampler
+from speechwire.audio.stream_decoder import StreamingDecoder
 from speechwire.engines.base import STTEngine
 from speechwire.engines.streaming import (
     Committed,
@@ -25,10 +29,12 @@ from speechwire.engines.streaming import (
 )
 from speechwire.protocol.errors import TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.stt import (
+    INPUT_ERROR,
     INVALID_REQUEST,
     TRANSCRIBER_ERROR,
     AudioIn,
     CommitRequested,
+    EncodedAudioIn,
     RealtimeParams,
     STTServerSession,
     committed_transcript,
@@ -38,6 +44,7 @@ from speechwire.protocol.stt import (
     session_started,
     stt_error,
 )
+from speechwire.server.auth import check_connection
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.state import ServerState, server_state
 from speechwire.server.tts_ws import SERVER_FULL
@@ -92,6 +99,10 @@ async def realtime(ws: WebSocket) -> None:
     state = server_state(ws.app)
     await ws.accept()
     sender = SessionSocket(ws, error_message, state.settings.send_timeout_s)
+    refused = check_connection(ws, state, "realtime_scribe")
+    if refused is not None:
+        await sender.fail(ProtocolError("auth_error", refused.message, refused.code))
+        return
     with state.admitted(sender) as admitted:
         if not admitted:
             await sender.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
@@ -131,6 +142,7 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
         word_timestamps=params.include_timestamps,
     )
     recognizer = StreamingRecognizer(engine, state.stt_pool, config, emit)
+    encoded = _EncodedInput(recognizer) if params.audio_format.codec == "webm" else None
     await sender.send(session_started(sid, params))
     try:
         while True:
@@ -143,8 +155,13 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
             for event in session.receive(frame):
                 if isinstance(event, AudioIn):
                     await recognizer.feed(resampler.process(event.pcm))
+                elif isinstance(event, EncodedAudioIn) and encoded is not None:
+                    await encoded.feed(event.data)
                 elif isinstance(event, CommitRequested):
-                    await recognizer.commit()
+                    if encoded is not None:
+                        await encoded.commit()
+                    else:
+                        await recognizer.commit()
     except ProtocolError as exc:
         log.info("stt session %s closed on %s: %s", sid[:12], exc.error, exc.message)
         await sender.fail(exc)
@@ -154,4 +171,56 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
         log.exception("stt session %s: transcriber failed", sid[:12])
         await sender.fail(stt_error(TRANSCRIBER_ERROR, "The transcriber failed; please reconnect."))
     finally:
+        if encoded is not None:
+            await encoded.close()
         await recognizer.close()
+
+
+_COMMIT = object()
+
+
+class _EncodedInput:
+    """A ``webm_opus`` session's input: bytes go to a decoder thread, whose 16 kHz PCM and the
+    client's commits reach the recogniser through one queue, so a commit never overtakes audio
+    sent before it."""
+
+    def __init__(self, recognizer: StreamingRecognizer) -> None:
+        loop = asyncio.get_running_loop()
+        self.recognizer = recognizer
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.failed: Exception | None = None
+        self.decoder = StreamingDecoder(
+            "webm",
+            16000,
+            lambda pcm: loop.call_soon_threadsafe(self.queue.put_nowait, pcm),
+            lambda exc: loop.call_soon_threadsafe(self._fail, exc),
+        )
+        self.task = asyncio.create_task(self._consume())
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = exc
+
+    async def feed(self, data: bytes) -> None:
+        if self.failed is not None:
+            raise stt_error(INPUT_ERROR, f"The webm_opus stream could not be decoded: {self.failed}")
+        if self.task.done():
+            self.task.result()  # re-raise a recogniser failure here, in the session's task
+        self.decoder.feed(data)
+
+    async def commit(self) -> None:
+        await asyncio.to_thread(self.decoder.wait_decoded)
+        self.queue.put_nowait(_COMMIT)
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is _COMMIT:
+                await self.recognizer.commit()
+            else:
+                await self.recognizer.feed(item)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.decoder.close, 1.0)
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task

@@ -30,6 +30,7 @@ from speechwire.protocol.multi import (
     context_final,
 )
 from speechwire.protocol.tts import Generate, StreamInputParams, audio_message
+from speechwire.server.auth import check_connection
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import ServerState, server_state
@@ -74,6 +75,10 @@ async def multi_stream_input(ws: WebSocket, voice_id: str) -> None:
     state = server_state(ws.app)
     await ws.accept()
     sock = SessionSocket(ws, lambda e: e.tts_frame(), state.settings.send_timeout_s)
+    refused = check_connection(ws, state, "tts_websocket")
+    if refused is not None:
+        await sock.fail(refused)
+        return
     with state.admitted(sock) as admitted:
         if not admitted:
             await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))

@@ -1,0 +1,213 @@
+// TTSClient: text in, audio out through a TTSPlayer, over `multi-stream-input` (one socket, a
+// context per reply), so `interrupt()` cuts the current reply at once without a new connection.
+//
+//   const tts = new TTSClient({ player, voiceId: "joe" });
+//   await tts.start();
+//   tts.speak("Hello there.");         // more speak() calls extend the reply being spoken
+//   tts.interrupt();                   // close its context, fade the player out
+//
+// A warm context is always open (initialised, kept alive), so a reply starts with one message.
+// If the connection drops mid-reply, the text not yet voiced (known from the alignment) is sent
+// again after the reconnect: nothing lost, nothing said twice.
+
+import { Connection, mintToken, tokenUrl } from "./connection.js";
+import { base64ToInt16 } from "./player.js";
+
+const nonSpace = (s) => s.replace(/\s+/g, "").length;
+
+export class TTSClient extends EventTarget {
+  constructor({
+    player,
+    baseUrl = location.origin,
+    voiceId = "joe",
+    modelId = "eleven_flash_v2_5",
+    outputFormat = "pcm_22050",
+    voiceSettings = null,
+    fetchToken = mintToken,
+    keepAliveMs = 10000,
+    recordReceived = false,
+  } = {}) {
+    super();
+    if (!outputFormat.startsWith("pcm_")) throw new Error("TTSClient plays pcm_* output formats");
+    this.player = player;
+    this.sampleRate = Number(outputFormat.split("_")[1]);
+    this.voiceSettings = voiceSettings;
+    this.keepAliveMs = keepAliveMs;
+    this.recordReceived = recordReceived;
+    this.received = []; // Int16Array chunks as the server sent them (recordReceived only)
+    this.lateChunks = 0; // audio of closed contexts that arrived after their close (dropped)
+    this.connection = new Connection(
+      tokenUrl(
+        baseUrl,
+        `/v1/text-to-speech/${encodeURIComponent(voiceId)}/multi-stream-input`,
+        { model_id: modelId, output_format: outputFormat, inactivity_timeout: "180" },
+        "tts_websocket",
+        { tokenParam: "single_use_token", fetchToken },
+      ),
+      { name: "tts" },
+    );
+    this._seq = 0;
+    this._warm = null;
+    this._current = null; // { id, text, voiced, t0, firstAudioMs, done }
+    this._closed = new Map(); // context id → "interrupted" | "done", until its final frame
+    this._pending = [];
+    this._keepAlive = null;
+    this.connection.addEventListener("open", () => this._onOpen());
+    this.connection.addEventListener("message", (e) => this._onMessage(e.detail));
+    this.connection.addEventListener("close", () => clearInterval(this._keepAlive));
+    player.addEventListener("started", () => {
+      const u = this._current;
+      if (u && u.firstSoundMs == null && u.firstAudioMs != null) {
+        u.firstSoundMs = performance.now() - u.t0;
+        this._emit("latency", { name: "time_to_first_sound", ms: u.firstSoundMs });
+      }
+    });
+  }
+
+  get state() {
+    return this.connection.state;
+  }
+
+  async start() {
+    await this.player.start();
+    await this.connection.open();
+  }
+
+  /** Say `text` (appended to the reply in progress, if any). */
+  speak(text) {
+    if (!text.trim()) return;
+    if (!this._current) {
+      this._current = { id: null, text: "", voiced: 0, t0: performance.now(), firstAudioMs: null, firstSoundMs: null };
+    }
+    const u = this._current;
+    const piece = text.endsWith(" ") ? text : `${text} `;
+    u.text += piece;
+    if (!this._sendPiece(piece)) this._pending.push(piece);
+  }
+
+  /** Barge-in: close the reply's context (no more of its audio is played) and fade out. */
+  interrupt() {
+    const u = this._current;
+    this._current = null;
+    this._pending = [];
+    this.player.interrupt();
+    if (u && u.id) {
+      this._closed.set(u.id, "interrupted");
+      this.connection.send({ context_id: u.id, close_context: true });
+    }
+    this._emit("interrupted", { text: u ? u.text : "" });
+  }
+
+  close() {
+    clearInterval(this._keepAlive);
+    this.connection.send({ close_socket: true });
+    this.connection.close();
+  }
+
+  _newId() {
+    this._seq += 1;
+    return `ctx-${this._seq}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  _openWarm() {
+    const id = this._newId();
+    const init = { text: " ", context_id: id };
+    if (this.voiceSettings) init.voice_settings = this.voiceSettings;
+    if (this.connection.send(init)) this._warm = id;
+  }
+
+  _sendPiece(piece) {
+    const u = this._current;
+    if (this.connection.state !== "open") return false;
+    if (!u.id) {
+      if (!this._warm) this._openWarm();
+      u.id = this._warm;
+      this._warm = null;
+      this._openWarm();
+    }
+    return this.connection.send({ text: piece, context_id: u.id, flush: true });
+  }
+
+  _onOpen() {
+    // A new socket: every context of the old one is gone.
+    this._warm = null;
+    this._openWarm();
+    clearInterval(this._keepAlive);
+    this._keepAlive = setInterval(() => {
+      for (const id of [this._warm, this._current?.id]) {
+        if (id) this.connection.send({ text: "", context_id: id });
+      }
+    }, this.keepAliveMs);
+    const u = this._current;
+    if (u && u.id) {
+      // Resume: send again what the old context had not voiced yet.
+      const rest = remainderAfter(u.text, u.voiced);
+      u.id = null;
+      u.text = u.text.slice(0, u.text.length - rest.length);
+      this._pending = rest.trim() ? [rest] : [];
+      if (!rest.trim()) this._finish(u);
+    }
+    const pending = this._pending;
+    this._pending = [];
+    for (const piece of pending) {
+      if (this._current) {
+        this._current.text += piece;
+        this._sendPiece(piece);
+      }
+    }
+  }
+
+  _onMessage(msg) {
+    const id = msg.contextId ?? msg.context_id;
+    if (msg.error) {
+      this._emit("error", { error: msg.error, message: msg.message });
+      return;
+    }
+    if (this._closed.has(id)) {
+      if (msg.audio && this._closed.get(id) === "interrupted") this.lateChunks += 1;
+      if (msg.isFinal || msg.is_final) this._closed.delete(id);
+      return;
+    }
+    const u = this._current;
+    if (!u || u.id !== id) return;
+    if (msg.audio) {
+      const pcm = base64ToInt16(msg.audio);
+      if (u.firstAudioMs == null) {
+        u.firstAudioMs = performance.now() - u.t0;
+        this._emit("latency", { name: "time_to_first_audio", ms: u.firstAudioMs });
+      }
+      if (this.recordReceived) this.received.push(pcm.slice());
+      this.player.push(pcm);
+      const chars = (msg.alignment || msg.normalizedAlignment)?.chars;
+      if (chars) u.voiced += nonSpace(chars.join(""));
+      this._emit("audio", { contextId: id, samples: pcm.length });
+      if (u.voiced >= nonSpace(u.text)) this._finish(u);
+    }
+    if (msg.isFinal || msg.is_final) this._finish(u);
+  }
+
+  _finish(u) {
+    if (this._current !== u) return;
+    this._current = null;
+    this.player.end();
+    if (u.id) {
+      this._closed.set(u.id, "done");
+      this.connection.send({ context_id: u.id, close_context: true });
+    }
+    this._emit("done", { text: u.text, firstAudioMs: u.firstAudioMs });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** The part of `text` after its first `voiced` non-space characters. */
+export function remainderAfter(text, voiced) {
+  let seen = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (seen >= voiced) return text.slice(i);
+    if (!/\s/.test(text[i])) seen += 1;
+  }
+  return "";
+}
