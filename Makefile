@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit bench-tts clean
+.PHONY: run test lint typecheck unit bench-tts clean chromium
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
@@ -29,7 +29,15 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-test lint
+# The browser tests drive Debian's Chromium (Playwright's own download cannot work here).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    --no-install-recommends chromium chromium-driver; }
+
+test: $(VENV)/.installed-test chromium lint
 	$(BIN)/python -m pytest -q tests
 
 bench-tts: $(VENV)/.installed-test

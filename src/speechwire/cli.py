@@ -144,6 +144,10 @@ async def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "browser":
+        from speechwire.bench.browser import run_browser_bench
+
+        return run_browser_bench(args)
     if args.bench == "stt":
         from speechwire.bench.stt import run_stt_bench
 
@@ -210,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     stt.add_argument("--json", default=None)
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     stt.set_defaults(func=_bench)
+    web = bench_sub.add_parser(
+        "browser", help="the demo page in Chromium: PCM vs WebM capture latency, playback latency"
+    )
+    web.add_argument("--files", type=int, default=5, help="dev recordings per capture mode")
+    web.add_argument("--runs", type=int, default=20, help="typed replies played")
+    web.add_argument("--speech-dir", default=None)
+    web.add_argument("--url", default=None, help="a running server's http URL instead of starting one")
+    web.add_argument("--screenshots", default=None, help="folder for a screenshot of the page in use")
+    web.add_argument("--json", default=None)
+    web.set_defaults(func=_bench)
     return parser
 
 

@@ -142,7 +142,7 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
         word_timestamps=params.include_timestamps,
     )
     recognizer = StreamingRecognizer(engine, state.stt_pool, config, emit)
-    encoded = _EncodedInput(recognizer) if params.audio_format.codec == "webm" else None
+    encoded = _EncodedInput(recognizer, sender) if params.audio_format.codec == "webm" else None
     await sender.send(session_started(sid, params))
     try:
         while True:
@@ -184,11 +184,13 @@ class _EncodedInput:
     client's commits reach the recogniser through one queue, so a commit never overtakes audio
     sent before it."""
 
-    def __init__(self, recognizer: StreamingRecognizer) -> None:
+    def __init__(self, recognizer: StreamingRecognizer, sender: SessionSocket) -> None:
         loop = asyncio.get_running_loop()
         self.recognizer = recognizer
+        self.sender = sender
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.failed: Exception | None = None
+        self.error_sent: asyncio.Task[None] | None = None
         self.decoder = StreamingDecoder(
             "webm",
             16000,
@@ -198,11 +200,16 @@ class _EncodedInput:
         self.task = asyncio.create_task(self._consume())
 
     def _fail(self, exc: Exception) -> None:
+        """The stream is broken: tell the client now (it may send nothing more to hear it on)."""
         self.failed = exc
+        self.error_sent = asyncio.create_task(self.sender.fail(self._error()))
+
+    def _error(self) -> ProtocolError:
+        return stt_error(INPUT_ERROR, f"The webm_opus stream could not be decoded: {self.failed}")
 
     async def feed(self, data: bytes) -> None:
         if self.failed is not None:
-            raise stt_error(INPUT_ERROR, f"The webm_opus stream could not be decoded: {self.failed}")
+            raise self._error()
         if self.task.done():
             self.task.result()  # re-raise a recogniser failure here, in the session's task
         self.decoder.feed(data)

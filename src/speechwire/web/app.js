@@ -34,7 +34,7 @@ function makeTTS(voiceId) {
     }
     panel.gauge("buffer", e.detail.queuedMs);
   });
-  new StatusIndicator($("tts-status"), tts.connection, "TTS");
+  demo.ttsStatus = new StatusIndicator($("tts-status"), tts.connection, "TTS");
   tts.connection.open().catch(() => {});
   demo.tts = tts;
   demo.player = player;
@@ -83,7 +83,7 @@ $("mic-start").addEventListener("click", async () => {
   const capture = new MicCapture({ mode: $("mic-mode").value });
   const transcriber = new MicTranscriber({ capture });
   view.attach(transcriber);
-  new StatusIndicator(sttStatus, transcriber.connection, "STT");
+  demo.sttStatus = new StatusIndicator(sttStatus, transcriber.connection, "STT");
   transcriber.addEventListener("latency", (e) => panel.record(e.detail.name, e.detail.ms));
   transcriber.addEventListener("level", (e) => ($("mic-level").value = e.detail.rms));
   transcriber.addEventListener("error", (e) => demo.errors.push(e.detail));

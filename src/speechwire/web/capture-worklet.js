@@ -8,7 +8,8 @@ class CaptureProcessor extends AudioWorkletProcessor {
   constructor(options) {
     super();
     const frameMs = (options.processorOptions || {}).frameMs || 20;
-    this.frame = new Int16Array(Math.round((frameMs / 1000) * sampleRate));
+    this.size = Math.round((frameMs / 1000) * sampleRate);
+    this.frame = new Int16Array(this.size);
     this.fill = 0;
     this.sumSquares = 0;
     this.running = true;
@@ -24,12 +25,12 @@ class CaptureProcessor extends AudioWorkletProcessor {
       const v = Math.max(-1, Math.min(1, channel[i]));
       this.sumSquares += v * v;
       this.frame[this.fill++] = v < 0 ? v * 32768 : v * 32767;
-      if (this.fill === this.frame.length) {
+      if (this.fill === this.size) {
         const rms = Math.sqrt(this.sumSquares / this.fill);
         this.port.postMessage({ pcm: this.frame, rms, time: currentTime + (i + 1) / sampleRate }, [
           this.frame.buffer,
         ]);
-        this.frame = new Int16Array(this.frame.length);
+        this.frame = new Int16Array(this.size); // the old buffer was transferred (now empty)
         this.fill = 0;
         this.sumSquares = 0;
       }

@@ -41,8 +41,8 @@ export class MicCapture extends EventTarget {
     this.stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: p, noiseSuppression: p, autoGainControl: p, channelCount: 1, deviceId: this.deviceId },
     });
-    if (this.mode === "pcm") await this._startWorklet();
-    else this.startRecorder();
+    await this._startWorklet(); // in webm mode too: its levels tell where speech ended
+    if (this.mode === "webm") this.startRecorder();
     this.dispatchEvent(new CustomEvent("start"));
   }
 
@@ -50,8 +50,11 @@ export class MicCapture extends EventTarget {
     this.context = new AudioContext({ sampleRate: this.sampleRate, latencyHint: "interactive" });
     await this.context.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
     const source = this.context.createMediaStreamSource(this.stream);
+    // One silent output, connected: a node that nothing pulls may never be processed.
     this.node = new AudioWorkletNode(this.context, "speechwire-capture", {
-      numberOfOutputs: 0,
+      numberOfInputs: 1,
+      numberOfOutputs: 1,
+      outputChannelCount: [1],
       processorOptions: { frameMs: this.frameMs },
     });
     this.node.port.onmessage = (event) => {
@@ -61,6 +64,7 @@ export class MicCapture extends EventTarget {
       this.dispatchEvent(new CustomEvent("frame", { detail: { pcm, rms, capturedAt } }));
     };
     source.connect(this.node);
+    this.node.connect(this.context.destination);
     await this.context.resume();
   }
 
@@ -101,10 +105,13 @@ export class MicTranscriber extends EventTarget {
     languageCode = null,
     fetchToken = mintToken,
     replaySeconds = 30,
+    speechLevel = 0.01,
   } = {}) {
     super();
     this.capture = capture;
     this.replaySeconds = replaySeconds;
+    this.speechLevel = speechLevel; // RMS above which a frame counts as speech (−40 dBFS)
+    this.vadSilenceSecs = commitStrategy === "vad" ? vadSilenceSecs : 0;
     const params = {
       model_id: modelId,
       audio_format: capture.mode === "webm" ? "webm_opus" : "pcm_16000",
@@ -121,6 +128,7 @@ export class MicTranscriber extends EventTarget {
     this.partial = "";
     this._uncommitted = []; // PCM frames sent since the last committed text (for replay)
     this._marks = []; // [session sample position after a frame, wall time of its last sample]
+    this._loud = []; // wall times of frames louder than speechLevel (the last minute)
     this._sessionSamples = 0;
     this._micStartedAt = 0;
     this._sendChain = Promise.resolve();
@@ -165,13 +173,18 @@ export class MicTranscriber extends EventTarget {
   }
 
   _onFrame(frame) {
+    if (frame.rms > this.speechLevel) {
+      this._loud.push(frame.capturedAt);
+      if (this._loud.length > 3000) this._loud.splice(0, 1500);
+    }
+    this._emit("level", { rms: frame.rms });
+    if (this.capture.mode !== "pcm") return;
     this._uncommitted.push(frame);
     let total = this._uncommitted.reduce((n, f) => n + f.pcm.length, 0);
     while (total > this.replaySeconds * 16000 && this._uncommitted.length > 1) {
       total -= this._uncommitted.shift().pcm.length;
     }
     this._send(frame);
-    this._emit("level", { rms: frame.rms });
   }
 
   _send(frame) {
@@ -209,6 +222,23 @@ export class MicTranscriber extends EventTarget {
     return last ? last[1] : performance.now();
   }
 
+  /** When the committed words' speech really ended: the last loud frame within them (a
+   *  recogniser's word-end times are estimates), not after `now` minus the VAD's silence wait
+   *  (later sound belongs to the next utterance); their end time when no frame was loud. */
+  _endOfSpeech(start, end, now) {
+    const limit = Math.min(end + 300, now - this.vadSilenceSecs * 1000);
+    let last = null;
+    for (let i = this._loud.length - 1; i >= 0; i--) {
+      const t = this._loud[i];
+      if (t < start) break;
+      if (t <= limit) {
+        last = t;
+        break;
+      }
+    }
+    return last ?? end;
+  }
+
   _onMessage(msg) {
     switch (msg.message_type) {
       case "session_started":
@@ -238,7 +268,7 @@ export class MicTranscriber extends EventTarget {
         const end = this._wallTime(words.at(-1).end);
         line.startS = (start - this._micStartedAt) / 1000;
         line.endS = (end - this._micStartedAt) / 1000;
-        line.latencyMs = now - end;
+        line.latencyMs = now - this._endOfSpeech(start, end, now);
         this._emit("timestamps", line);
         this._emit("latency", { name: "end_of_speech_to_final", ms: line.latencyMs });
         break;
