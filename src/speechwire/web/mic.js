@@ -47,9 +47,10 @@ export class MicCapture extends EventTarget {
   }
 
   async _startWorklet() {
-    this.context = new AudioContext({ sampleRate: this.sampleRate, latencyHint: "interactive" });
-    await this.context.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
-    const source = this.context.createMediaStreamSource(this.stream);
+    const context = new AudioContext({ sampleRate: this.sampleRate, latencyHint: "interactive" });
+    this.context = context;
+    await context.audioWorklet.addModule(new URL("./capture-worklet.js", import.meta.url));
+    const source = context.createMediaStreamSource(this.stream);
     // One silent output, connected: a node that nothing pulls may never be processed.
     this.node = new AudioWorkletNode(this.context, "speechwire-capture", {
       numberOfInputs: 1,
@@ -59,7 +60,8 @@ export class MicCapture extends EventTarget {
     });
     this.node.port.onmessage = (event) => {
       const { pcm, rms, time } = event.data;
-      const capturedAt = performance.now() - Math.max(0, this.context.currentTime - time) * 1000;
+      if (context.state === "closed") return; // a frame that was in flight when stop() ran
+      const capturedAt = performance.now() - Math.max(0, context.currentTime - time) * 1000;
       this.level = rms;
       this.dispatchEvent(new CustomEvent("frame", { detail: { pcm, rms, capturedAt } }));
     };

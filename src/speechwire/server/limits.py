@@ -1,0 +1,54 @@
+"""Per-caller limits: how fast one key may open sessions, and how many it may hold at once.
+
+Why per key and not only per server: one runaway client (a retry loop, a leaked key) must not
+take the capacity every other caller paid for. A refused caller gets ``rate_limited`` with close
+1013 (try again later), so well-behaved clients back off instead of failing for good.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    open_sessions: int = 0
+
+
+@dataclass
+class RateLimiter:
+    """Token bucket of new sessions per caller (``per_minute``, bursts of ``burst``) plus a cap
+    on open sessions per caller. In memory: one process's view."""
+
+    per_minute: float = 120.0
+    burst: int = 20
+    max_open: int = 16
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def acquire(self, caller: str) -> str | None:
+        """Take a session slot for ``caller``; the reason it is refused, or None."""
+        now = self.clock()
+        bucket = self._buckets.get(caller)
+        if bucket is None:
+            bucket = self._buckets[caller] = _Bucket(float(self.burst), now)
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.per_minute / 60)
+        bucket.updated = now
+        if bucket.open_sessions >= self.max_open:
+            return f"Too many open sessions for this key (at most {self.max_open})."
+        if bucket.tokens < 1:
+            return f"Too many new sessions for this key (at most {self.per_minute:g} a minute)."
+        bucket.tokens -= 1
+        bucket.open_sessions += 1
+        return None
+
+    def release(self, caller: str) -> None:
+        bucket = self._buckets.get(caller)
+        if bucket is not None and bucket.open_sessions > 0:
+            bucket.open_sessions -= 1
+        if bucket is not None and bucket.open_sessions == 0 and bucket.tokens >= self.burst:
+            del self._buckets[caller]  # idle and full: forget it, memory stays bounded
