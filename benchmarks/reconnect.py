@@ -39,7 +39,7 @@ def free_port() -> int:
 def start(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SPEECHWIRE_TTS_ENGINES": '["espeak"]', "SPEECHWIRE_STT_ENGINES": '["moonshine"]'}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "speechwire.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -45,7 +45,7 @@ async def streamed(url: str, text: str) -> np.ndarray:
 def main() -> None:
     whisper = WhisperEngine()
     piper = PiperEngine()
-    server = start_server(Settings(tts_engines=["piper"]))
+    server = start_server(Settings(dev=True, tts_engines=["piper"]))
     try:
         stream_pairs, whole_pairs = [], []
         for sentence in SENTENCES:

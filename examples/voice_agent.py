@@ -75,7 +75,7 @@ async def main(url: str | None, turns: int) -> None:
         from speechwire.config import Settings
         from speechwire.server.runner import start_server
 
-        running = start_server(Settings(stt_engines=[]))
+        running = start_server(Settings(dev=True, stt_engines=[]))
         url = running.ws_url
     rng = random.Random(5)
     try:

@@ -33,7 +33,7 @@ def speech_manifest() -> list[Utterance]:
 @pytest.fixture(scope="session")
 def server() -> Iterator[RunningServer]:
     """One real server (Piper and espeak-ng) for the whole test session."""
-    running = start_server(Settings(tts_engines=["piper", "espeak"]))
+    running = start_server(Settings(dev=True, tts_engines=["piper", "espeak"]))
     yield running
     running.stop()
 

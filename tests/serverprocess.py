@@ -32,7 +32,7 @@ class ServerProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "speechwire.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(self.port)],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -79,7 +79,9 @@ def ca() -> trustme.CA:
 @pytest.fixture(scope="module")
 def upstream(logs: Captured) -> Iterator[RunningServer]:
     """The stand-in for the cloud: a speechwire server that only takes UPSTREAM_KEY."""
-    running = start_server(Settings(tts_engines=["piper"], stt_engines=["moonshine"], api_keys=[UPSTREAM_KEY]))
+    running = start_server(
+        Settings(tts_engines=["piper"], stt_engines=["moonshine"], api_keys=[UPSTREAM_KEY])
+    )
     _debug_everything()
     yield running
     running.stop()
@@ -109,9 +111,13 @@ def _relay_settings(upstream: RunningServer, key: str, **extra: object) -> Setti
 
 
 @pytest.fixture(scope="module")
-def relay(upstream: RunningServer, ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def relay(
+    upstream: RunningServer, ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     certfile, keyfile = _tls_files(ca, tmp_path_factory.mktemp("relay-tls"))
-    running = start_server(_relay_settings(upstream, UPSTREAM_KEY), ssl_certfile=certfile, ssl_keyfile=keyfile)
+    running = start_server(
+        _relay_settings(upstream, UPSTREAM_KEY), ssl_certfile=certfile, ssl_keyfile=keyfile
+    )
     _debug_everything()
     yield running
     running.stop()
@@ -134,12 +140,26 @@ def guarded(logs: Captured) -> Iterator[RunningServer]:
             stt_engines=["moonshine"],
             api_keys=[RELAY_KEY, OTHER_KEY],
             allowed_origins=["https://app.example"],
-            rate_sessions_per_minute=6,
-            rate_burst=3,
             token_ttl_s=1.0,
         )
     )
     _debug_everything()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def limited() -> Iterator[RunningServer]:
+    """Keys with a tight budget: bursts of 3 sessions, then 6 a minute."""
+    running = start_server(
+        Settings(
+            tts_engines=["espeak"],
+            stt_engines=["moonshine"],
+            api_keys=[RELAY_KEY, OTHER_KEY],
+            rate_sessions_per_minute=6,
+            rate_burst=3,
+        )
+    )
     yield running
     running.stop()
 
@@ -155,7 +175,9 @@ def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 def _sdk(server: RunningServer, ca: trustme.CA, key: str = RELAY_KEY) -> ElevenLabs:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    return ElevenLabs(api_key=key, base_url=server.http_url, httpx_client=httpx.Client(verify=context, timeout=60))
+    return ElevenLabs(
+        api_key=key, base_url=server.http_url, httpx_client=httpx.Client(verify=context, timeout=60)
+    )
 
 
 def _heard(audio: bytes, whisper: object) -> str:
@@ -166,7 +188,9 @@ def _heard(audio: bytes, whisper: object) -> str:
 # --- 1. through the relay, with the SDK ---------------------------------------------------------
 
 
-def test_sdk_tts_websocket_through_the_relay(relay: RunningServer, ca: trustme.CA, trusted: Path, whisper: object) -> None:
+def test_sdk_tts_websocket_through_the_relay(
+    relay: RunningServer, ca: trustme.CA, trusted: Path, whisper: object
+) -> None:
     client = _sdk(relay, ca)
     audio = b"".join(
         client.text_to_speech.convert_realtime(
@@ -186,7 +210,9 @@ def test_sdk_http_stream_through_the_relay(relay: RunningServer, ca: trustme.CA,
     assert wer(TEXT, heard).rate <= 0.1, heard
 
 
-async def _sdk_stt(server: RunningServer, ca: trustme.CA, name: str) -> tuple[list[str], list[dict[str, str]]]:
+async def _sdk_stt(
+    server: RunningServer, ca: trustme.CA, name: str
+) -> tuple[list[str], list[dict[str, str]]]:
     from elevenlabs.realtime import AudioFormat as SdkFormat
     from elevenlabs.realtime import CommitStrategy, RealtimeEvents
 
@@ -223,7 +249,9 @@ async def _sdk_stt(server: RunningServer, ca: trustme.CA, name: str) -> tuple[li
     return committed, errors
 
 
-async def test_sdk_realtime_stt_through_the_relay(relay: RunningServer, ca: trustme.CA, trusted: Path) -> None:
+async def test_sdk_realtime_stt_through_the_relay(
+    relay: RunningServer, ca: trustme.CA, trusted: Path
+) -> None:
     committed, errors = await _sdk_stt(relay, ca, "librivox_0870.wav")
     reference = next(u for u in speech_manifest() if u.path.name == "librivox_0870.wav").transcript
     assert errors == []
@@ -263,7 +291,9 @@ def test_upstream_bad_key_reaches_the_http_client(bad_relay: RunningServer) -> N
 # --- 2. keys, tokens, origins, rate limits ------------------------------------------------------
 
 
-async def _first_frame(url: str, headers: dict[str, str] | None = None, send: str | None = None) -> tuple[dict[str, object], int | None]:
+async def _first_frame(
+    url: str, headers: dict[str, str] | None = None, send: str | None = None
+) -> tuple[dict[str, object], int | None]:
     async with websockets.connect(url, additional_headers=headers or {}) as ws:
         if send is not None:
             await ws.send(send)
@@ -293,7 +323,9 @@ async def test_no_connection_without_a_valid_key_or_token(guarded: RunningServer
         await ws.send(json.dumps({"text": "Hello there. ", "flush": True}))
         assert json.loads(await ws.recv()).get("audio")
     async with httpx.AsyncClient(base_url=guarded.http_url) as http:
-        assert (await http.post("/v1/text-to-speech/espeak-en/stream", json={"text": "hi"})).status_code == 401
+        assert (
+            await http.post("/v1/text-to-speech/espeak-en/stream", json={"text": "hi"})
+        ).status_code == 401
         assert (await http.post("/v1/single-use-token/tts_websocket")).status_code == 401
         assert (await http.get("/v1/voices")).status_code == 401
         ok = await http.post(
@@ -326,8 +358,8 @@ async def test_a_bad_origin_is_refused(guarded: RunningServer) -> None:
     assert frame["message_type"] == "session_started"
 
 
-async def test_a_flood_from_one_key_is_limited_while_another_is_served(guarded: RunningServer) -> None:
-    url = f"{guarded.ws_url}/v1/speech-to-text/realtime"
+async def test_a_flood_from_one_key_is_limited_while_another_is_served(limited: RunningServer) -> None:
+    url = f"{limited.ws_url}/v1/speech-to-text/realtime"
     refused = 0
     for _ in range(8):
         frame, code = await _first_frame(url, {"xi-api-key": RELAY_KEY})
@@ -342,12 +374,24 @@ async def test_a_flood_from_one_key_is_limited_while_another_is_served(guarded: 
 # --- 3. the key never leaks ---------------------------------------------------------------------
 
 
-async def test_keys_never_appear_in_responses_pages_or_logs(relay: RunningServer, logs: Captured, ca: trustme.CA) -> None:
+async def test_keys_never_appear_in_responses_pages_or_logs(
+    relay: RunningServer, logs: Captured, ca: trustme.CA
+) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     seen: list[str] = []
-    async with httpx.AsyncClient(base_url=relay.http_url, verify=context, headers={"xi-api-key": RELAY_KEY}) as http:
-        for path in ("/", "/web/app.js", "/web/connection.js", "/v1/voices", "/v1/models", "/healthz", "/openapi.json"):
+    async with httpx.AsyncClient(
+        base_url=relay.http_url, verify=context, headers={"xi-api-key": RELAY_KEY}
+    ) as http:
+        for path in (
+            "/",
+            "/web/app.js",
+            "/web/connection.js",
+            "/v1/voices",
+            "/v1/models",
+            "/healthz",
+            "/openapi.json",
+        ):
             seen.append((await http.get(path)).text)
         token = (await http.post("/v1/single-use-token/tts_websocket")).json()["token"]
         response = await http.post("/v1/text-to-speech/joe/stream/with-timestamps", json={"text": "Hi."})
@@ -364,3 +408,4 @@ async def test_keys_never_appear_in_responses_pages_or_logs(relay: RunningServer
     for secret in (UPSTREAM_KEY, RELAY_KEY, OTHER_KEY, token):
         assert all(secret not in text for text in seen), secret
         assert secret not in lines, secret
+

@@ -145,7 +145,9 @@ async def test_client_that_never_reads_cannot_grow_server_memory() -> None:
 
 
 async def test_admission_control_refuses_past_the_limit() -> None:
-    running = start_server(Settings(tts_engines=["espeak"], stt_engines=["moonshine"], max_sessions=2))
+    running = start_server(
+        Settings(dev=True, tts_engines=["espeak"], stt_engines=["moonshine"], max_sessions=2)
+    )
     try:
         url = f"{running.ws_url}/v1/text-to-speech/espeak-en/stream-input"
         a = await websockets.connect(url)

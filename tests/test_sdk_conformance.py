@@ -52,7 +52,7 @@ def tls_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iter
         pem.write_to_path(str(certfile), append=True)
     cert.private_key_pem.write_to_path(str(keyfile))
     running = start_server(
-        Settings(tts_engines=["piper"]), ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
+        Settings(dev=True, tts_engines=["piper"]), ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
     )
     yield running
     running.stop()

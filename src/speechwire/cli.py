@@ -19,17 +19,24 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from speechwire.config import Settings
-    from speechwire.server.app import create_app
+    from speechwire.server.app import InsecureConfiguration, create_app
+    from speechwire.server.runner import DrainingServer, check_binding
 
-    overrides = {}
+    overrides: dict[str, object] = {}
     if args.engines:
         overrides["tts_engines"] = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if args.dev:
+        overrides["dev"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from speechwire.server.runner import DrainingServer
-
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        check_binding(settings, args.host)
+        app = create_app(settings)
+    except InsecureConfiguration as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         ssl_certfile=args.ssl_certfile,
@@ -37,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
         ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_timeout_s,
-        log_level="info",
+        log_level=args.log_level,
     )
     DrainingServer(config, settings.drain_s).run()
     return 0
@@ -169,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--ssl-keyfile", default=None)
     serve.add_argument("--engines", default=None, help="comma-separated TTS engines (default: piper,espeak)")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="development: no API keys needed, everyone admitted (only on a loopback address)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
     say = sub.add_parser("say", help="speak text (arguments or stdin) into a WAV file through a server")

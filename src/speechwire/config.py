@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,4 +53,39 @@ class Settings(BaseSettings):
     ping_timeout_s: float = 10.0
     api_keys: list[SecretStr] = Field(default_factory=list)
     """Keys that open sessions and mint single-use tokens (JSON list in ``SPEECHWIRE_API_KEYS``).
-    Empty means a development server that admits everyone."""
+    Without any, the server runs only with ``dev`` set, and only on loopback."""
+    dev: bool = False
+    """Development switch: no API keys, everyone admitted; refused on any address but loopback."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed to open sessions (``Origin`` header), besides the server's own;
+    ``["*"]`` allows any. Connections without an Origin (programs, not browsers) are unaffected."""
+    page_tokens: bool = False
+    """With API keys set, let the demo page (an allowed origin) mint single-use tokens without a
+    key: anyone who can load the page can then use the server, so put your own login before it."""
+    token_ttl_s: float = 900.0
+    """Lifetime of an unused single-use token (upstream: 15 minutes)."""
+    rate_sessions_per_minute: float = 120.0
+    """New sessions per key (per client address on a dev server) per minute, on average…"""
+    rate_burst: int = 20
+    """…with bursts of this many."""
+    max_sessions_per_key: int = 16
+    """Open sessions one key may hold at once."""
+    max_session_s: float = 3600.0
+    """Longest a WebSocket session may last; then it ends with ``session_time_limit_exceeded``."""
+    elevenlabs_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ELEVENLABS_API_KEY", "SPEECHWIRE_ELEVENLABS_API_KEY")
+    )
+    """The server's key for the ElevenLabs cloud (``ELEVENLABS_API_KEY``). Never sent to clients."""
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    tts_backend: Literal["local", "elevenlabs"] = "local"
+    """Where TTS sessions go by default: local engines, or relayed to the cloud."""
+    stt_backend: Literal["local", "elevenlabs"] = "local"
+    elevenlabs_models: list[str] = Field(default_factory=list)
+    """Model ids relayed to the cloud whatever the backend (for example ``["eleven_v3"]``)."""
+
+    def secrets(self) -> list[str]:
+        """Every secret this server holds, for redaction."""
+        keys = [k.get_secret_value() for k in self.api_keys]
+        if self.elevenlabs_api_key is not None:
+            keys.append(self.elevenlabs_api_key.get_secret_value())
+        return keys

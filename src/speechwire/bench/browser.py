@@ -302,7 +302,7 @@ def run_browser_bench(args: Any) -> int:
     if url is None:
         port = _free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "speechwire.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -180,7 +180,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
             "SPEECHWIRE_TTS_ENGINES": json.dumps(["espeak"]),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "speechwire.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -126,7 +126,7 @@ def run_tts_bench(args: argparse.Namespace) -> int:
         from speechwire.config import Settings
         from speechwire.server.runner import start_server
 
-        running = start_server(Settings())
+        running = start_server(Settings(dev=True))
         url = running.ws_url
     try:
         summaries: list[Summary] = []

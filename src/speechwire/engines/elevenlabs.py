@@ -27,7 +27,9 @@ log = logging.getLogger("speechwire.relay")
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 
-CLIENT_CREDENTIAL_PARAMS = frozenset({"token", "single_use_token", "authorization", "xi-api-key", "xi_api_key"})
+CLIENT_CREDENTIAL_PARAMS = frozenset(
+    {"token", "single_use_token", "authorization", "xi-api-key", "xi_api_key"}
+)
 CLIENT_CREDENTIAL_FIELDS = ("xi_api_key", "xi-api-key", "authorization")
 
 
@@ -112,7 +114,9 @@ class ElevenLabsCloud:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise UpstreamRefused(status, f"The speech service refused the connection (HTTP {status}).") from None
+            raise UpstreamRefused(
+                status, f"The speech service refused the connection (HTTP {status})."
+            ) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             log.warning("relay: cannot reach %s: %s", self.base_url, type(exc).__name__)
             raise UpstreamRefused(0, "The speech service cannot be reached; try again shortly.") from None
@@ -133,7 +137,7 @@ class ElevenLabsCloud:
             request = client.build_request(
                 "POST",
                 self.http_url(path),
-                params=scrub_query(query),
+                params=urlencode(scrub_query(query)),
                 content=body,
                 headers={"xi-api-key": self.api_key, "content-type": content_type},
             )
@@ -151,7 +155,11 @@ class ElevenLabsCloud:
                 await response.aclose()
                 await client.aclose()
 
-        return response.status_code, response.headers.get("content-type", "application/octet-stream"), chunks()
+        return (
+            response.status_code,
+            response.headers.get("content-type", "application/octet-stream"),
+            chunks(),
+        )
 
 
 async def _pipe(peer: FramePeer, upstream: Any) -> None:

@@ -6,15 +6,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from speechwire import __version__
 from speechwire.config import Settings
 from speechwire.engines.base import STTEngine, TTSEngine
+from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
+from speechwire.server import redact
+from speechwire.server.limits import RateLimiter
 from speechwire.server.state import ServerState
+from speechwire.server.tokens import MemoryTokenStore
 
 log = logging.getLogger("speechwire.server")
 
@@ -56,9 +61,27 @@ def build_stt_engines(settings: Settings) -> dict[str, STTEngine]:
     return engines
 
 
+class InsecureConfiguration(ValueError):
+    """A configuration that would expose an open server."""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse configurations that would run open or half-configured, with what to do instead."""
+    if not settings.api_keys and not settings.dev:
+        raise InsecureConfiguration(
+            "No API keys: set SPEECHWIRE_API_KEYS (a JSON list) or, for development on this "
+            "machine only, run with --dev (SPEECHWIRE_DEV=true)."
+        )
+    for backend in (settings.tts_backend, settings.stt_backend):
+        if backend == "elevenlabs" and settings.elevenlabs_api_key is None:
+            raise InsecureConfiguration("The elevenlabs backend needs ELEVENLABS_API_KEY (see .env.example).")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines load at start-up so the first request pays no loading cost."""
     settings = settings or Settings()
+    check_settings(settings)
+    redact.install(settings.secrets())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,7 +94,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for stt in stt_engines.values():
             stt.load()
         stt_pool = EnginePool(settings.stt_workers, name="stt")
-        app.state.speechwire = ServerState(settings, registry, pool, stt_engines, stt_pool)
+        cloud = None
+        if settings.elevenlabs_api_key is not None:
+            cloud = ElevenLabsCloud(
+                settings.elevenlabs_api_key.get_secret_value(), settings.elevenlabs_base_url
+            )
+        app.state.speechwire = ServerState(
+            settings,
+            registry,
+            pool,
+            stt_engines,
+            stt_pool,
+            tokens=MemoryTokenStore(ttl_s=settings.token_ttl_s),
+            limiter=RateLimiter(
+                settings.rate_sessions_per_minute, settings.rate_burst, settings.max_sessions_per_key
+            ),
+            cloud=cloud,
+        )
         log.info("engines ready: %s", ", ".join(registry.engines))
         try:
             yield
@@ -80,13 +119,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stt_pool.close()
 
     app = FastAPI(title="speechwire", version=__version__, lifespan=lifespan)
+    origins = [o for o in settings.allowed_origins if o != "*"] or (["*"] if settings.allowed_origins else [])
+    if origins:
+        # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
 
     from speechwire.server import auth, catalog, stt_ws, tts_http, tts_multi, tts_ws, web
 
     app.include_router(auth.router)
-    app.include_router(catalog.router)
+    app.include_router(catalog.router, dependencies=[Depends(auth.require_key)])
     app.include_router(tts_ws.router)
-    app.include_router(tts_http.router)
+    app.include_router(tts_http.router, dependencies=[Depends(auth.http_caller)])
     app.include_router(tts_multi.router)
     app.include_router(stt_ws.router)
 

@@ -1,21 +1,31 @@
 """Who may open a session: server API keys for programs, single-use tokens for browsers.
 
-A WebSocket is checked before its session starts: a token in the query (``single_use_token`` as
-the TTS protocol names it, ``token`` as Scribe does; either works on every route) must be live
-and unused, whatever else is configured. When the server has API keys, a connection also needs
-one of them (``xi-api-key`` header or ``authorization: Bearer``) or such a token. A server
-without keys is a development server and admits everyone.
+Order of checks for a WebSocket, each refusal in the protocol's own error shape:
+1. a browser's ``Origin`` must be the server's own or in ``allowed_origins`` (a page elsewhere
+   must not borrow a user's network position or cookies);
+2. a token in the query (``single_use_token`` as the TTS protocol names it, ``token`` as Scribe
+   does; either works on every route) must be live and unused, whatever else is configured;
+3. otherwise, with API keys configured: the ``xi-api-key`` header, ``authorization: Bearer``,
+   or, on TTS routes, ``xi_api_key`` / ``xi-api-key`` / ``authorization`` in the first message;
+4. the caller (the key, the key that minted the token, or the client address on a dev server)
+   must be within its rate limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import hmac
+import json
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, WebSocket
 from starlette.requests import HTTPConnection
 
-from speechwire.protocol.errors import POLICY_VIOLATION, ProtocolError
+from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
 from speechwire.server.state import ServerState, server_state
 from speechwire.server.tokens import TOKEN_TYPES, TokenType
 
@@ -23,20 +33,28 @@ router = APIRouter()
 
 INVALID_API_KEY = "invalid_api_key"
 AUTHENTICATION_REQUIRED = "authentication_required"
+RATE_LIMITED = "rate_limited"
+ORIGIN_NOT_ALLOWED = "origin_not_allowed"
 INVALID_TOKEN_MESSAGE = "Invalid or expired single-use token (a token works once, for 15 minutes)."
 MISSING_MESSAGE = (
     "None of the authentication methods (xi-api-key, authorization header, single-use token) were found."
 )
+FIRST_MESSAGE_TIMEOUT_S = 10.0
 
 
-def _presented_key(conn: HTTPConnection) -> str | None:
-    key = conn.headers.get("xi-api-key")
-    if key:
-        return key
-    auth = conn.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return None
+def caller_id(key: str) -> str:
+    """A stable, non-secret name for a key (for limits and logs)."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _bearer(value: str | None) -> str | None:
+    if value and value.lower().startswith("bearer "):
+        return value[7:].strip() or None
+    return value or None
+
+
+def presented_key(conn: HTTPConnection) -> str | None:
+    return conn.headers.get("xi-api-key") or _bearer(conn.headers.get("authorization"))
 
 
 def key_is_valid(state: ServerState, key: str | None) -> bool:
@@ -48,30 +66,148 @@ def key_is_valid(state: ServerState, key: str | None) -> bool:
     )
 
 
-def check_connection(conn: HTTPConnection, state: ServerState, kind: TokenType) -> ProtocolError | None:
-    """The reason to refuse this connection, or None to admit it."""
-    token = conn.query_params.get("single_use_token") or conn.query_params.get("token")
-    if token is not None:
-        if state.tokens.consume(token, kind):
-            return None
-        return ProtocolError(INVALID_API_KEY, INVALID_TOKEN_MESSAGE, POLICY_VIOLATION)
-    if not state.settings.api_keys:
+def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
+    origin = conn.headers.get("origin")
+    if origin is None:
+        return True  # not a browser: nothing to protect against here
+    allowed = state.settings.allowed_origins
+    if "*" in allowed or origin in allowed:
+        return True
+    host = conn.headers.get("host", "")
+    return urlsplit(origin).netloc == host  # the page this server serves itself
+
+
+def _key_from_first_message(frame: str | bytes | None) -> str | None:
+    if not isinstance(frame, str):
         return None
-    key = _presented_key(conn)
+    try:
+        data = json.loads(frame)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for name in ("xi_api_key", "xi-api-key", "authorization"):
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return _bearer(value)
+    return None
+
+
+def replay_first_message(ws: WebSocket, message: Any) -> None:
+    """Make ``ws.receive()`` return ``message`` once more: auth had to read the first frame, the
+    session must still see it."""
+    receive = ws.receive
+
+    async def once() -> Any:
+        ws.receive = receive  # type: ignore[method-assign]
+        return message
+
+    ws.receive = once  # type: ignore[method-assign]
+
+
+async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str | ProtocolError:
+    """The caller's name, or why it is refused."""
+    if not origin_allowed(ws, state):
+        return ProtocolError(ORIGIN_NOT_ALLOWED, "This Origin may not open sessions here.", POLICY_VIOLATION)
+    token = ws.query_params.get("single_use_token") or ws.query_params.get("token")
+    if token is not None:
+        owner = state.tokens.consume(token, kind)
+        if owner is None:
+            return ProtocolError(INVALID_API_KEY, INVALID_TOKEN_MESSAGE, POLICY_VIOLATION)
+        return owner
+    if not state.settings.api_keys:
+        return "ip:" + (ws.client.host if ws.client else "unknown")
+    key = presented_key(ws)
+    if key is None and kind == "tts_websocket":
+        # The TTS protocol also carries the key in the first message.
+        try:
+            message = await asyncio.wait_for(ws.receive(), FIRST_MESSAGE_TIMEOUT_S)
+        except TimeoutError:
+            return ProtocolError(AUTHENTICATION_REQUIRED, MISSING_MESSAGE, POLICY_VIOLATION)
+        replay_first_message(ws, message)
+        key = _key_from_first_message(message.get("text"))
     if key is None:
         return ProtocolError(AUTHENTICATION_REQUIRED, MISSING_MESSAGE, POLICY_VIOLATION)
     if not key_is_valid(state, key):
         return ProtocolError(INVALID_API_KEY, "Invalid API key", POLICY_VIOLATION)
-    return None
+    return caller_id(key)
+
+
+@contextlib.asynccontextmanager
+async def authorise(
+    ws: WebSocket, state: ServerState, kind: TokenType
+) -> AsyncIterator[ProtocolError | None]:
+    """Yields why this connection is refused, or None while it holds its caller's session slot."""
+    caller = await _identify(ws, state, kind)
+    if isinstance(caller, ProtocolError):
+        yield caller
+        return
+    reason = state.limiter.acquire(caller)
+    if reason is not None:
+        yield ProtocolError(RATE_LIMITED, reason, TRY_AGAIN_LATER)
+        return
+    try:
+        yield None
+    finally:
+        state.limiter.release(caller)
+
+
+def as_stt_error(error: ProtocolError) -> ProtocolError:
+    """Scribe's spelling: every credential problem is ``auth_error``."""
+    if error.error in (INVALID_API_KEY, AUTHENTICATION_REQUIRED, ORIGIN_NOT_ALLOWED):
+        return ProtocolError("auth_error", error.message, error.code)
+    return error
+
+
+def require_key(request: Request) -> str:
+    """HTTP routes: the caller's name, or 401 in the HTTP API's error shape."""
+    state = server_state(request.app)
+    if not state.settings.api_keys:
+        return "ip:" + (request.client.host if request.client else "unknown")
+    key = presented_key(request)
+    if not key_is_valid(state, key):
+        status = INVALID_API_KEY if key else AUTHENTICATION_REQUIRED
+        raise HTTPException(401, {"status": status, "message": "A valid xi-api-key is required."})
+    assert key is not None
+    return caller_id(key)
+
+
+def check_rate(request: Request, caller: str) -> None:
+    """HTTP routes count against the same per-caller budget of new sessions."""
+    state = server_state(request.app)
+    reason = state.limiter.acquire(caller)
+    if reason is not None:
+        raise HTTPException(429, {"status": RATE_LIMITED, "message": reason})
+    state.limiter.release(caller)
+
+
+def http_caller(request: Request) -> str:
+    """Dependency of the HTTP speech routes: a valid key (when keys are set) and within its rate."""
+    caller = require_key(request)
+    check_rate(request, caller)
+    return caller
 
 
 @router.post("/v1/single-use-token/{token_type}")
 async def single_use_token(token_type: str, request: Request) -> dict[str, Any]:
-    """Mint a 15-minute, single-use token, for a caller that holds a key (anyone on a server
-    without keys)."""
+    """Mint a single-use token (15 minutes) for a caller that holds a key; on a dev server, or
+    for the demo page with ``page_tokens``, for anyone the origin rules admit."""
     state = server_state(request.app)
     if token_type not in TOKEN_TYPES:
         raise HTTPException(422, f"token_type must be one of {', '.join(TOKEN_TYPES)}")
-    if state.settings.api_keys and not key_is_valid(state, _presented_key(request)):
-        raise HTTPException(401, {"status": INVALID_API_KEY, "message": "A valid xi-api-key is required."})
-    return {"token": state.tokens.mint(token_type)}  # type: ignore[arg-type]
+    origin = request.headers.get("origin")
+    if origin is not None and not origin_allowed(request, state):
+        raise HTTPException(
+            403, {"status": ORIGIN_NOT_ALLOWED, "message": "This Origin may not mint tokens."}
+        )
+    if (
+        state.settings.api_keys
+        and state.settings.page_tokens
+        and origin is not None
+        and presented_key(request) is None
+    ):
+        owner = "page:" + (request.client.host if request.client else "unknown")
+    else:
+        owner = require_key(request)
+    check_rate(request, owner)
+    return {"token": state.tokens.mint(token_type, owner)}  # type: ignore[arg-type]

@@ -13,7 +13,9 @@ from typing import Any
 
 _PATTERNS = (
     # query parameters and header-like pairs: token=…, single_use_token=…, xi-api-key: …
-    re.compile(r"(?i)\b(token|single_use_token|xi[-_]api[-_]key|authorization)(=|:\s*|\"\s*:\s*\")([^&\s\"',;]+)"),
+    re.compile(
+        r"(?i)\b(token|single_use_token|xi[-_]api[-_]key|authorization)(=|:\s*|\"\s*:\s*\")([^&\s\"',;]+)"
+    ),
     re.compile(r"(?i)\b(bearer\s+)([^\s\"',;]+)"),
 )
 _secrets: set[str] = set()

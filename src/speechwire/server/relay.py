@@ -66,5 +66,7 @@ def refused_error(exc: UpstreamRefused, kind: str) -> ProtocolError:
         error = "auth_error" if kind == "stt" else "invalid_api_key"
         return ProtocolError(error, "The server's key for the speech service was refused.", POLICY_VIOLATION)
     if exc.status == 0:
-        return ProtocolError("error" if kind == "stt" else "service_unavailable", exc.message, TRY_AGAIN_LATER)
+        return ProtocolError(
+            "error" if kind == "stt" else "service_unavailable", exc.message, TRY_AGAIN_LATER
+        )
     return ProtocolError("error" if kind == "stt" else "upstream_error", exc.message, INTERNAL_ERROR)

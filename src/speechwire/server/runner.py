@@ -7,6 +7,7 @@ actual bound port read back from the listening socket.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ import uvicorn
 
 from speechwire.config import Settings
 from speechwire.protocol.errors import GOING_AWAY
-from speechwire.server.app import create_app
+from speechwire.server.app import InsecureConfiguration, create_app
 
 
 class DrainingServer(uvicorn.Server):
@@ -70,6 +71,24 @@ class RunningServer:
         self.thread.join(timeout)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(settings: Settings, host: str) -> None:
+    """A server without keys (``dev``) admits everyone, so it may only listen on loopback."""
+    if not settings.api_keys and not is_loopback(host):
+        raise InsecureConfiguration(
+            f"Refusing to serve {host} without API keys: anyone who can reach it could use it. "
+            "Set SPEECHWIRE_API_KEYS, or keep the development server on 127.0.0.1."
+        )
+
+
 def start_server(
     settings: Settings | None = None,
     host: str = "127.0.0.1",
@@ -80,6 +99,7 @@ def start_server(
 ) -> RunningServer:
     """Start uvicorn with the speechwire app and wait until it accepts connections."""
     settings = settings or Settings()
+    check_binding(settings, host)
     config = uvicorn.Config(
         create_app(settings),
         host=host,

@@ -10,8 +10,10 @@ from starlette.types import ASGIApp
 
 from speechwire.config import Settings
 from speechwire.engines.base import STTEngine
+from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
+from speechwire.server.limits import RateLimiter
 from speechwire.server.session_socket import SessionSocket
 from speechwire.server.tokens import MemoryTokenStore, TokenStore
 
@@ -28,6 +30,9 @@ class ServerState:
     sockets: set[SessionSocket] = field(default_factory=set)
     draining: bool = False
     tokens: TokenStore = field(default_factory=MemoryTokenStore)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    cloud: ElevenLabsCloud | None = None
+    """The ElevenLabs cloud, when the server has a key for it."""
 
     @property
     def sessions(self) -> int:

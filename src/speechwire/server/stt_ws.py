@@ -27,7 +27,7 @@ from speechwire.engines.streaming import (
     RecognizerEvent,
     StreamingRecognizer,
 )
-from speechwire.protocol.errors import TRY_AGAIN_LATER, ProtocolError
+from speechwire.protocol.errors import ProtocolError
 from speechwire.protocol.stt import (
     INPUT_ERROR,
     INVALID_REQUEST,
@@ -44,10 +44,10 @@ from speechwire.protocol.stt import (
     session_started,
     stt_error,
 )
-from speechwire.server.auth import check_connection
+from speechwire.server.relay import relays_stt
+from speechwire.server.session import run_session
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.tts_ws import SERVER_FULL
 
 router = APIRouter()
 log = logging.getLogger("speechwire.stt")
@@ -99,15 +99,15 @@ async def realtime(ws: WebSocket) -> None:
     state = server_state(ws.app)
     await ws.accept()
     sender = SessionSocket(ws, error_message, state.settings.send_timeout_s)
-    refused = check_connection(ws, state, "realtime_scribe")
-    if refused is not None:
-        await sender.fail(ProtocolError("auth_error", refused.message, refused.code))
-        return
-    with state.admitted(sender) as admitted:
-        if not admitted:
-            await sender.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
-            return
-        await _realtime(ws, state, sender)
+    relayed = relays_stt(state, ws.query_params.get("model_id"))
+    await run_session(
+        ws,
+        state,
+        sender,
+        "realtime_scribe",
+        lambda: _realtime(ws, state, sender),
+        "/v1/speech-to-text/realtime" if relayed else None,
+    )
 
 
 async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) -> None:

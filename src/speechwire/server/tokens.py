@@ -20,10 +20,11 @@ TOKEN_TTL_S = 15 * 60.0
 class TokenStore(Protocol):
     """Where minted tokens live until used or expired (in memory here; shared stores later)."""
 
-    def mint(self, kind: TokenType) -> str: ...
+    def mint(self, kind: TokenType, owner: str = "anonymous") -> str: ...
 
-    def consume(self, token: str, kind: TokenType) -> bool:
-        """True once for a live token of this kind; False ever after, or for anything else."""
+    def consume(self, token: str, kind: TokenType) -> str | None:
+        """The owner (who minted it) once for a live token of this kind; None ever after, or for
+        anything else."""
         ...
 
 
@@ -34,23 +35,23 @@ class MemoryTokenStore:
 
     ttl_s: float = TOKEN_TTL_S
     clock: Callable[[], float] = time.monotonic
-    _tokens: dict[str, tuple[TokenType, float]] = field(default_factory=dict)
+    _tokens: dict[str, tuple[TokenType, float, str]] = field(default_factory=dict)
 
-    def mint(self, kind: TokenType) -> str:
+    def mint(self, kind: TokenType, owner: str = "anonymous") -> str:
         now = self.clock()
-        for token, (_, expires) in list(self._tokens.items()):
+        for token, (_, expires, _) in list(self._tokens.items()):
             if expires <= now:
                 del self._tokens[token]
         token = "sw_" + secrets.token_urlsafe(24)
-        self._tokens[token] = (kind, now + self.ttl_s)
+        self._tokens[token] = (kind, now + self.ttl_s, owner)
         return token
 
-    def consume(self, token: str, kind: TokenType) -> bool:
+    def consume(self, token: str, kind: TokenType) -> str | None:
         entry = self._tokens.get(token)
         if entry is None or entry[0] != kind:
-            return False
+            return None
         del self._tokens[token]
-        return entry[1] > self.clock()
+        return entry[2] if entry[1] > self.clock() else None
 
     def __len__(self) -> int:
         return len(self._tokens)

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
+from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.engines.registry import UnknownModel, UnknownVoice
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
+from speechwire.server.relay import relays_tts
 from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import server_state
 
@@ -43,6 +45,33 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": {"status": code, "message": message}}, status_code=status)
 
 
+def _body_model_id(raw: bytes) -> str | None:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError):
+        return None
+    model = data.get("model_id") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
+
+
+async def _relayed(request: Request, path: str) -> Response | None:
+    """The cloud's response, when this request goes to the cloud; None to serve it locally."""
+    state = server_state(request.app)
+    raw = await request.body()
+    if state.cloud is None or not relays_tts(state, _body_model_id(raw)):
+        return None
+    try:
+        status, content_type, chunks = await state.cloud.http_stream(
+            path, request.query_params.multi_items(), raw, "application/json"
+        )
+    except UpstreamRefused as exc:
+        return _error(503, "service_unavailable", exc.message)
+    if status >= 400:
+        body = b"".join([chunk async for chunk in chunks])
+        return Response(body, status_code=status, media_type=content_type)
+    return StreamingResponse(chunks, status_code=status, media_type=content_type)
+
+
 async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str] | JSONResponse:
     state = server_state(request.app)
     try:
@@ -64,6 +93,9 @@ async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str
 
 @router.post("/v1/text-to-speech/{voice_id}/stream")
 async def stream(request: Request, voice_id: str) -> Response:
+    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}/stream")
+    if relayed is not None:
+        return relayed
     prepared = await _prepare(request, voice_id)
     if isinstance(prepared, JSONResponse):
         return prepared
@@ -93,6 +125,9 @@ def _http_alignment(alignment: CharAlignment, offset_ms: float) -> dict[str, Any
 
 @router.post("/v1/text-to-speech/{voice_id}/stream/with-timestamps")
 async def stream_with_timestamps(request: Request, voice_id: str) -> Response:
+    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}/stream/with-timestamps")
+    if relayed is not None:
+        return relayed
     prepared = await _prepare(request, voice_id)
     if isinstance(prepared, JSONResponse):
         return prepared

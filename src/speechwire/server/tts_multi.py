@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from speechwire.protocol.errors import NORMAL_CLOSURE, TRY_AGAIN_LATER, ProtocolError
+from speechwire.protocol.errors import NORMAL_CLOSURE, ProtocolError
 from speechwire.protocol.multi import (
     ContextClosed,
     ContextOpened,
@@ -30,11 +30,12 @@ from speechwire.protocol.multi import (
     context_final,
 )
 from speechwire.protocol.tts import Generate, StreamInputParams, audio_message
-from speechwire.server.auth import check_connection
+from speechwire.server.relay import relays_tts
+from speechwire.server.session import run_session
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.tts_ws import SERVER_FULL, _resolve
+from speechwire.server.tts_ws import _resolve
 
 router = APIRouter()
 log = logging.getLogger("speechwire.tts.multi")
@@ -75,15 +76,15 @@ async def multi_stream_input(ws: WebSocket, voice_id: str) -> None:
     state = server_state(ws.app)
     await ws.accept()
     sock = SessionSocket(ws, lambda e: e.tts_frame(), state.settings.send_timeout_s)
-    refused = check_connection(ws, state, "tts_websocket")
-    if refused is not None:
-        await sock.fail(refused)
-        return
-    with state.admitted(sock) as admitted:
-        if not admitted:
-            await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
-            return
-        await _serve(ws, voice_id, state, sock)
+    relayed = relays_tts(state, ws.query_params.get("model_id"))
+    await run_session(
+        ws,
+        state,
+        sock,
+        "tts_websocket",
+        lambda: _serve(ws, voice_id, state, sock),
+        f"/v1/text-to-speech/{voice_id}/multi-stream-input" if relayed else None,
+    )
 
 
 async def _serve(ws: WebSocket, voice_id: str, state: ServerState, sock: SessionSocket) -> None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from speechwire.engines.registry import UnknownModel, UnknownVoice
-from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, TRY_AGAIN_LATER, ProtocolError
+from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, ProtocolError
 from speechwire.protocol.tts import (
     FINAL_MESSAGE,
     MODEL_NOT_FOUND,
@@ -30,7 +30,8 @@ from speechwire.protocol.tts import (
     TTSServerSession,
     audio_message,
 )
-from speechwire.server.auth import check_connection
+from speechwire.server.relay import relays_tts
+from speechwire.server.session import run_session
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline, pipeline_for
 from speechwire.server.state import ServerState, server_state
@@ -55,18 +56,15 @@ async def stream_input(ws: WebSocket, voice_id: str) -> None:
     state = server_state(ws.app)
     await ws.accept()
     sock = SessionSocket(ws, lambda e: e.tts_frame(), state.settings.send_timeout_s)
-    refused = check_connection(ws, state, "tts_websocket")
-    if refused is not None:
-        await sock.fail(refused)
-        return
-    with state.admitted(sock) as admitted:
-        if not admitted:
-            await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
-            return
-        await _stream_input(ws, voice_id, state, sock)
-
-
-SERVER_FULL = "The server is at its session limit; try again shortly."
+    relayed = relays_tts(state, ws.query_params.get("model_id"))
+    await run_session(
+        ws,
+        state,
+        sock,
+        "tts_websocket",
+        lambda: _stream_input(ws, voice_id, state, sock),
+        f"/v1/text-to-speech/{voice_id}/stream-input" if relayed else None,
+    )
 
 
 async def _stream_input(ws: WebSocket, voice_id: str, state: ServerState, sock: SessionSocket) -> None:

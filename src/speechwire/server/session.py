@@ -1,0 +1,69 @@
+"""What every WebSocket route does around its session: who may connect, whether there is room,
+where the session runs (local engines or the cloud), and for how long at most."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import WebSocket
+
+from speechwire.engines.elevenlabs import UpstreamRefused
+from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
+from speechwire.server.auth import as_stt_error, authorise
+from speechwire.server.relay import WebSocketPeer, refused_error
+from speechwire.server.session_socket import SessionSocket
+from speechwire.server.state import ServerState
+from speechwire.server.tokens import TokenType
+
+log = logging.getLogger("speechwire.session")
+
+SERVER_FULL = "The server is at its session limit; try again shortly."
+SESSION_TIME_LIMIT = "session_time_limit_exceeded"
+
+
+async def run_session(
+    ws: WebSocket,
+    state: ServerState,
+    sock: SessionSocket,
+    kind: TokenType,
+    local: Callable[[], Awaitable[None]],
+    relay_path: str | None = None,
+) -> None:
+    """Run ``local()`` (or relay to ``relay_path`` in the cloud) for an admitted caller."""
+    stt = kind == "realtime_scribe"
+    async with authorise(ws, state, kind) as refused:
+        if refused is not None:
+            log.info("%s connection refused: %s", kind, refused.error)
+            await sock.fail(as_stt_error(refused) if stt else refused)
+            return
+        with state.admitted(sock) as admitted:
+            if not admitted:
+                await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
+                return
+            limit = state.settings.max_session_s
+            timer = asyncio.timeout(limit)
+            try:
+                async with timer:
+                    if relay_path is not None and state.cloud is not None:
+                        await _relay(ws, state, sock, relay_path, stt)
+                    else:
+                        await local()
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                await sock.fail(
+                    ProtocolError(
+                        SESSION_TIME_LIMIT, f"Sessions last at most {limit:g} seconds.", POLICY_VIOLATION
+                    )
+                )
+
+
+async def _relay(ws: WebSocket, state: ServerState, sock: SessionSocket, path: str, stt: bool) -> None:
+    assert state.cloud is not None
+    try:
+        await state.cloud.relay(WebSocketPeer(ws, sock), path, ws.query_params.multi_items())
+    except UpstreamRefused as exc:
+        log.warning("relay to the cloud refused: HTTP %s", exc.status)
+        await sock.fail(refused_error(exc, "stt" if stt else "tts"))
