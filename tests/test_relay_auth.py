@@ -409,3 +409,35 @@ async def test_keys_never_appear_in_responses_pages_or_logs(
         assert all(secret not in text for text in seen), secret
         assert secret not in lines, secret
 
+
+async def test_sessions_end_at_the_time_limit_and_page_tokens_need_an_allowed_origin() -> None:
+    running = start_server(
+        Settings(
+            tts_engines=["espeak"],
+            stt_engines=["moonshine"],
+            api_keys=[RELAY_KEY],
+            max_session_s=1.0,
+            page_tokens=True,
+            allowed_origins=["https://app.example"],
+        )
+    )
+    try:
+        url = f"{running.ws_url}/v1/speech-to-text/realtime"
+        async with websockets.connect(url, additional_headers={"xi-api-key": RELAY_KEY}) as ws:
+            assert json.loads(await ws.recv())["message_type"] == "session_started"
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            await ws.wait_closed()
+        assert frame["message_type"] == "session_time_limit_exceeded" and ws.close_code == 1008
+        async with httpx.AsyncClient(base_url=running.http_url) as http:
+            mint = "/v1/single-use-token/realtime_scribe"
+            assert (await http.post(mint)).status_code == 401  # no key, no Origin: a program
+            page = await http.post(mint, headers={"origin": "https://app.example"})
+            assert (
+                page.status_code == 200
+                and page.headers["access-control-allow-origin"] == "https://app.example"
+            )
+            assert (await http.post(mint, headers={"origin": "https://evil.example"})).status_code == 403
+        frame, _ = await _first_frame(f"{url}?token={page.json()['token']}")
+        assert frame["message_type"] == "session_started"
+    finally:
+        running.stop()

@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--voice", default="joe")
     tts.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
     tts.add_argument("--json", default=None, help="also write the results to this JSON file")
+    tts.add_argument(
+        "--relay", action="store_true", help="compare straight to an upstream server vs through a relay to it"
+    )
     tts.set_defaults(func=_bench)
     stt = bench_sub.add_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
     stt.add_argument(

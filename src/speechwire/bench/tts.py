@@ -58,9 +58,9 @@ class Summary:
     rtf_p95: float
 
 
-async def one_run(url: str, voice: str, fmt: AudioFormat, text: str) -> RunResult:
+async def one_run(url: str, voice: str, fmt: AudioFormat, text: str, api_key: str | None = None) -> RunResult:
     bytes_per_ms = fmt.sample_rate * 2 / 1000 if fmt.codec == "pcm" else None
-    async with TextToSpeechStream(url, voice, output_format=fmt.name) as tts:
+    async with TextToSpeechStream(url, voice, output_format=fmt.name, api_key=api_key) as tts:
         audio_bytes = 0
         start = time.perf_counter()
         await tts.send(text + " ", flush=True)
@@ -80,16 +80,22 @@ async def one_run(url: str, voice: str, fmt: AudioFormat, text: str) -> RunResul
 
 
 async def measure(
-    url: str, voice: str, fmt: AudioFormat, runs: int, concurrency: int, progress: Progress | None = None
+    url: str,
+    voice: str,
+    fmt: AudioFormat,
+    runs: int,
+    concurrency: int,
+    progress: Progress | None = None,
+    api_key: str | None = None,
 ) -> tuple[Summary, list[RunResult]]:
     results: list[RunResult] = []
     task = progress.add_task(f"{concurrency} session(s)", total=runs) if progress else None
-    await one_run(url, voice, fmt, "Warming up.")
+    await one_run(url, voice, fmt, "Warming up.", api_key)
     i = 0
     while len(results) < runs:
         batch = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(concurrency)]
         i += concurrency
-        results += await asyncio.gather(*(one_run(url, voice, fmt, s) for s in batch))
+        results += await asyncio.gather(*(one_run(url, voice, fmt, s, api_key) for s in batch))
         if progress is not None and task is not None:
             progress.update(task, completed=min(runs, len(results)))
         await asyncio.sleep(0.05)
@@ -116,7 +122,57 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_relay_bench(args: argparse.Namespace) -> int:
+    """``--relay``: the same runs straight to an upstream server and through a relay to it (the
+    upstream stands in for the ElevenLabs cloud), so the difference is what the relay costs."""
+    import secrets
+
+    from pydantic import SecretStr
+
+    from speechwire.config import Settings
+    from speechwire.server.runner import start_server
+
+    console = Console()
+    fmt = AudioFormat.parse(args.format)
+    upstream_key, relay_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    upstream = start_server(Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], stt_engines=[]))
+    relay = start_server(
+        Settings(
+            api_keys=[SecretStr(relay_key)],
+            tts_engines=["espeak"],
+            stt_engines=[],
+            elevenlabs_api_key=SecretStr(upstream_key),
+            elevenlabs_base_url=upstream.http_url,
+            tts_backend="elevenlabs",
+            rate_sessions_per_minute=100_000,
+            rate_burst=10_000,
+        )
+    )
+    table = Table(title=f"TTS through a relay ({args.runs} runs, 1 session, {fmt.name})")
+    for column in ("path", "TTFA p50 ms", "TTFA p95 ms"):
+        table.add_column(column)
+    results: dict[str, Any] = {}
+    try:
+        for name, url, key in (
+            ("direct", upstream.ws_url, upstream_key),
+            ("relayed", relay.ws_url, relay_key),
+        ):
+            summary, _ = asyncio.run(measure(url, args.voice, fmt, args.runs, 1, None, key))
+            results[name] = asdict(summary)
+            table.add_row(name, f"{summary.ttfa_p50_ms:.1f}", f"{summary.ttfa_p95_ms:.1f}")
+    finally:
+        relay.stop()
+        upstream.stop()
+    console.print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": machine(), "relay": results}, indent=2))
+    return 0
+
+
 def run_tts_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "relay", False):
+        return run_relay_bench(args)
     console = Console()
     fmt = AudioFormat.parse(args.format)
     levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
