@@ -135,7 +135,9 @@ def run_relay_bench(args: argparse.Namespace) -> int:
     console = Console()
     fmt = AudioFormat.parse(args.format)
     upstream_key, relay_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    upstream = start_server(Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], stt_engines=[]))
+    upstream = start_server(
+        Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], stt_engines=[])
+    )
     relay = start_server(
         Settings(
             api_keys=[SecretStr(relay_key)],
