@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import ssl
@@ -296,7 +297,8 @@ async def _first_frame(
 ) -> tuple[dict[str, object], int | None]:
     async with websockets.connect(url, additional_headers=headers or {}) as ws:
         if send is not None:
-            await ws.send(send)
+            with contextlib.suppress(websockets.ConnectionClosed):  # refused before reading it
+                await ws.send(send)
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if "audio" not in frame and frame.get("message_type") != "session_started":
             await ws.wait_closed()
