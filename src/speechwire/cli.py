@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -28,7 +27,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev:
         overrides["dev"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from speechwire.server import logs
+
+    logs.configure(args.log_level, args.log_format)
     try:
         check_binding(settings, args.host)
         app = create_app(settings)
@@ -45,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_timeout_s,
         log_level=args.log_level,
+        log_config=None,  # uvicorn's loggers go through ours: same format, session ids, redaction
     )
     DrainingServer(config, settings.drain_s).run()
     return 0
@@ -182,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="development: no API keys needed, everyone admitted (only on a loopback address)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="json: one object per line"
+    )
     serve.set_defaults(func=_serve)
 
     say = sub.add_parser("say", help="speak text (arguments or stdin) into a WAV file through a server")

@@ -33,7 +33,9 @@ class _Job:
 class EnginePool:
     """``workers`` threads take jobs by deadline; cancelled jobs are skipped, not run."""
 
-    def __init__(self, workers: int, name: str = "engine") -> None:
+    def __init__(
+        self, workers: int, name: str = "engine", on_wait: Callable[[float], object] | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.name = name
@@ -44,6 +46,8 @@ class EnginePool:
         self._closed = False
         self._busy = 0
         self.last_queue_wait_s = 0.0
+        self.on_wait = on_wait
+        """Called (on the worker thread) with each job's wait for a worker, for metrics."""
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -83,6 +87,8 @@ class EnginePool:
                     continue
                 self._busy += 1
             self.last_queue_wait_s = time.monotonic() - job.queued_at
+            if self.on_wait is not None:
+                self.on_wait(self.last_queue_wait_s)
             try:
                 result = job.fn()
             except BaseException as exc:  # handed to the awaiting coroutine

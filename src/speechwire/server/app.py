@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from speechwire import __version__
 from speechwire.config import Settings
@@ -16,9 +17,10 @@ from speechwire.engines.base import STTEngine, TTSEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
-from speechwire.server import redact
+from speechwire.server import logs
 from speechwire.server.limits import RateLimiter
-from speechwire.server.state import ServerState
+from speechwire.server.metrics import Metrics
+from speechwire.server.state import ServerState, server_state
 from speechwire.server.tokens import MemoryTokenStore
 
 log = logging.getLogger("speechwire.server")
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines load at start-up so the first request pays no loading cost."""
     settings = settings or Settings()
     check_settings(settings)
-    redact.install(settings.secrets())
+    logs.install(settings.secrets())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,11 +91,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for engine in engines:
             engine.load()
         registry = EngineRegistry(engines, settings.tts_default_voice, settings.tts_voice_aliases)
-        pool = EnginePool(settings.tts_workers, name="tts")
+        metrics = Metrics()
+        pool = EnginePool(settings.tts_workers, name="tts", on_wait=metrics.queue_wait.labels("tts").observe)
         stt_engines = build_stt_engines(settings)
         for stt in stt_engines.values():
             stt.load()
-        stt_pool = EnginePool(settings.stt_workers, name="stt")
+        stt_pool = EnginePool(
+            settings.stt_workers, name="stt", on_wait=metrics.queue_wait.labels("stt").observe
+        )
         cloud = None
         if settings.elevenlabs_api_key is not None:
             cloud = ElevenLabsCloud(
@@ -110,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.rate_sessions_per_minute, settings.rate_burst, settings.max_sessions_per_key
             ),
             cloud=cloud,
+            metrics=metrics,
         )
         log.info("engines ready: %s", ", ".join(registry.engines))
         try:
@@ -132,6 +138,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tts_http.router, dependencies=[Depends(auth.http_caller)])
     app.include_router(tts_multi.router)
     app.include_router(stt_ws.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus text format. Open like ``/healthz``: counts and timings, no secrets."""
+        registry = server_state(request.app).metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import WebSocket
@@ -12,6 +13,7 @@ from fastapi import WebSocket
 from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
 from speechwire.server.auth import as_stt_error, authorise
+from speechwire.server.logs import SESSION_ID
 from speechwire.server.relay import WebSocketPeer, refused_error
 from speechwire.server.session_socket import SessionSocket
 from speechwire.server.state import ServerState
@@ -20,6 +22,7 @@ from speechwire.server.tokens import TokenType
 log = logging.getLogger("speechwire.session")
 
 SERVER_FULL = "The server is at its session limit; try again shortly."
+
 SESSION_TIME_LIMIT = "session_time_limit_exceeded"
 
 
@@ -33,31 +36,51 @@ async def run_session(
 ) -> None:
     """Run ``local()`` (or relay to ``relay_path`` in the cloud) for an admitted caller."""
     stt = kind == "realtime_scribe"
+    name = "stt" if stt else ("tts_multi" if ws.url.path.endswith("multi-stream-input") else "tts")
+    metrics = state.metrics
+    SESSION_ID.set(uuid.uuid4().hex[:12])
     async with authorise(ws, state, kind) as refused:
         if refused is not None:
-            log.info("%s connection refused: %s", kind, refused.error)
+            log.info("%s connection refused: %s", name, refused.error)
+            metrics.refused.labels(name, refused.error).inc()
             await sock.fail(as_stt_error(refused) if stt else refused)
             return
         with state.admitted(sock) as admitted:
             if not admitted:
+                metrics.refused.labels(name, "resource_exhausted").inc()
                 await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
                 return
-            limit = state.settings.max_session_s
-            timer = asyncio.timeout(limit)
+            sock.on_fail = lambda error: metrics.errors.labels(name, error.error).inc()
+            metrics.sessions.labels(name, "elevenlabs" if relay_path and state.cloud else "local").inc()
+            metrics.sessions_open.labels(name).inc()
             try:
-                async with timer:
-                    if relay_path is not None and state.cloud is not None:
-                        await _relay(ws, state, sock, relay_path, stt)
-                    else:
-                        await local()
-            except TimeoutError:
-                if not timer.expired():
-                    raise
-                await sock.fail(
-                    ProtocolError(
-                        SESSION_TIME_LIMIT, f"Sessions last at most {limit:g} seconds.", POLICY_VIOLATION
-                    )
-                )
+                await _timed(ws, state, sock, local, relay_path, stt)
+            finally:
+                metrics.sessions_open.labels(name).dec()
+
+
+async def _timed(
+    ws: WebSocket,
+    state: ServerState,
+    sock: SessionSocket,
+    local: Callable[[], Awaitable[None]],
+    relay_path: str | None,
+    stt: bool,
+) -> None:
+    """The session, ended with ``session_time_limit_exceeded`` after ``max_session_s``."""
+    limit = state.settings.max_session_s
+    timer = asyncio.timeout(limit)
+    try:
+        async with timer:
+            if relay_path is not None and state.cloud is not None:
+                await _relay(ws, state, sock, relay_path, stt)
+            else:
+                await local()
+    except TimeoutError:
+        if not timer.expired():
+            raise
+        message = f"Sessions last at most {limit:g} seconds."
+        await sock.fail(ProtocolError(SESSION_TIME_LIMIT, message, POLICY_VIOLATION))
 
 
 async def _relay(ws: WebSocket, state: ServerState, sock: SessionSocket, path: str, stt: bool) -> None:

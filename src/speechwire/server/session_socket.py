@@ -35,6 +35,8 @@ class SessionSocket:
         self.send_timeout_s = send_timeout_s
         self.lock = asyncio.Lock()
         self.closed = False
+        self.on_fail: Callable[[ProtocolError], object] | None = None
+        """Told of every error this session sends (metrics count them)."""
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self.lock:
@@ -59,6 +61,8 @@ class SessionSocket:
 
     async def fail(self, error: ProtocolError) -> None:
         """Send the protocol's error frame, then close with its code."""
+        if self.on_fail is not None:
+            self.on_fail(error)
         with contextlib.suppress(Exception):
             await self.send(self.error_frame(error))
         await self.close(error.code, error.message)

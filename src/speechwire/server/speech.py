@@ -21,6 +21,7 @@ from speechwire.engines.base import Synthesis, SynthesisOptions, TTSEngine, Voic
 from speechwire.engines.pool import EnginePool
 from speechwire.protocol.text import Piece, ends_phrase, segment
 from speechwire.protocol.tts import VoiceSettings
+from speechwire.server.metrics import Metrics
 from speechwire.server.state import ServerState
 
 SEAM_TAIL_MS = 30
@@ -89,7 +90,9 @@ class SpeechPipeline:
         fmt: AudioFormat,
         pool: EnginePool,
         quick_first_words: int = 2,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.engine = engine
         self.voice = voice
         self.options = options
@@ -114,12 +117,18 @@ class SpeechPipeline:
         if pieces and not ends_phrase(text):
             # The schedule cut this text mid-clause: join it to what comes next without a pause.
             pieces[-1] = Piece(pieces[-1].text, seamless=True)
+        first = True
         for piece in pieces:
             deadline = max(time.monotonic(), self._play_end - 0.2)
             result = await self.pool.run(lambda t=piece.text: self._synthesize(t), deadline)  # type: ignore[misc]
             out = self._encode(result, trim_tail=piece.seamless)
             self._trim_next_head = piece.seamless
             if out is not None:
+                if self.metrics is not None:
+                    if first:
+                        self.metrics.tts_first_audio.observe(time.monotonic() - now)
+                    self.metrics.audio_out.inc(out.duration_ms / 1000)
+                first = False
                 yield out
 
     def _encode(self, result: Synthesis, trim_tail: bool) -> AudioOut | None:
@@ -161,5 +170,11 @@ def pipeline_for(
     """The pipeline for one stream: the engine honours ``speed`` from the voice settings."""
     speed = voice_settings.speed if voice_settings is not None and voice_settings.speed else 1.0
     return SpeechPipeline(
-        engine, voice, SynthesisOptions(speed=speed), fmt, state.tts_pool, state.settings.quick_first_words
+        engine,
+        voice,
+        SynthesisOptions(speed=speed),
+        fmt,
+        state.tts_pool,
+        state.settings.quick_first_words,
+        state.metrics,
     )

@@ -14,6 +14,7 @@ from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
 from speechwire.server.limits import RateLimiter
+from speechwire.server.metrics import Metrics
 from speechwire.server.session_socket import SessionSocket
 from speechwire.server.tokens import MemoryTokenStore, TokenStore
 
@@ -32,6 +33,7 @@ class ServerState:
     tokens: TokenStore = field(default_factory=MemoryTokenStore)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     cloud: ElevenLabsCloud | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     """The ElevenLabs cloud, when the server has a key for it."""
 
     @property

@@ -9,11 +9,16 @@ closes the socket; other sessions never notice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
@@ -128,6 +133,9 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
         elif isinstance(event, Committed):
             session.committed()
             await sender.send(committed_transcript(event.text))
+            arrived = arrivals.arrival_of(event.speech_end_s)
+            if arrived is not None:
+                state.metrics.stt_final.observe(time.monotonic() - arrived)
             if params.include_timestamps:
                 await sender.send(
                     committed_with_timestamps(event.text, list(event.words), params.language_code)
@@ -142,7 +150,10 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
         word_timestamps=params.include_timestamps,
     )
     recognizer = StreamingRecognizer(engine, state.stt_pool, config, emit)
-    encoded = _EncodedInput(recognizer, sender) if params.audio_format.codec == "webm" else None
+    arrivals = _Arrivals(recognizer, state)
+    encoded = (
+        _EncodedInput(recognizer, sender, arrivals.feed) if params.audio_format.codec == "webm" else None
+    )
     await sender.send(session_started(sid, params))
     try:
         while True:
@@ -154,7 +165,7 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
                 frame = message.get("bytes") or b""
             for event in session.receive(frame):
                 if isinstance(event, AudioIn):
-                    await recognizer.feed(resampler.process(event.pcm))
+                    await arrivals.feed(resampler.process(event.pcm))
                 elif isinstance(event, EncodedAudioIn) and encoded is not None:
                     await encoded.feed(event.data)
                 elif isinstance(event, CommitRequested):
@@ -179,14 +190,44 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
 _COMMIT = object()
 
 
+class _Arrivals:
+    """When each stretch of audio arrived, so a commit's end of speech (stream time) maps to the
+    moment its audio reached the server: end of speech → final, as the server sees it."""
+
+    def __init__(self, recognizer: StreamingRecognizer, state: ServerState) -> None:
+        self.recognizer = recognizer
+        self.metrics = state.metrics
+        self.marks: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
+        self.total = 0
+
+    async def feed(self, pcm16k: npt.NDArray[np.int16]) -> None:
+        self.total += len(pcm16k)
+        self.marks.append((self.total, time.monotonic()))
+        self.metrics.audio_in.inc(len(pcm16k) / 16000)
+        await self.recognizer.feed(pcm16k)
+
+    def arrival_of(self, stream_s: float) -> float | None:
+        sample = stream_s * 16000
+        for end, at in self.marks:
+            if end >= sample:
+                return at
+        return self.marks[-1][1] if self.marks else None
+
+
 class _EncodedInput:
     """A ``webm_opus`` session's input: bytes go to a decoder thread, whose 16 kHz PCM and the
     client's commits reach the recogniser through one queue, so a commit never overtakes audio
     sent before it."""
 
-    def __init__(self, recognizer: StreamingRecognizer, sender: SessionSocket) -> None:
+    def __init__(
+        self,
+        recognizer: StreamingRecognizer,
+        sender: SessionSocket,
+        feed: Callable[[npt.NDArray[np.int16]], Awaitable[None]],
+    ) -> None:
         loop = asyncio.get_running_loop()
         self.recognizer = recognizer
+        self.feed_pcm = feed
         self.sender = sender
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.failed: Exception | None = None
@@ -224,7 +265,7 @@ class _EncodedInput:
             if item is _COMMIT:
                 await self.recognizer.commit()
             else:
-                await self.recognizer.feed(item)
+                await self.feed_pcm(item)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.decoder.close, 1.0)

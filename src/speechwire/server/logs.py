@@ -1,0 +1,77 @@
+"""Log lines an operator can use: each carries its session id, none carries a secret.
+
+Why a record factory: it runs for every record of every logger (uvicorn's access log, websockets'
+frame dumps, ours) before any handler, so the session id is always there to format and a key or
+token can never reach a handler. ``configure`` sets the format for ``speechwire serve``: text, or
+one JSON object per line for log pipelines.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+from typing import Any
+
+from speechwire.server.redact import redact
+
+SESSION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("speechwire_session", default="-")
+"""The current session's id, set when a session starts; asyncio tasks inherit it."""
+
+_secrets: set[str] = set()
+_installed = False
+
+
+def install(secrets: list[str]) -> None:
+    """Redact ``secrets`` (and anything shaped like a credential) and tag every record with its
+    session id."""
+    global _installed
+    _secrets.update(s for s in secrets if len(s) >= 4)
+    if _installed:
+        return
+    _installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.session_id = SESSION_ID.get()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler to report
+            return record
+        cleaned = redact(message, _secrets)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), _secrets)
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "session": getattr(record, "session_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure(level: str = "info", fmt: str = "text") -> None:
+    """Root logging for ``speechwire serve``."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
