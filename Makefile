@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit bench-tts clean chromium
+.PHONY: run test lint typecheck unit bench-tts clean chromium redis
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
@@ -37,7 +37,15 @@ chromium:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
 	    --no-install-recommends chromium chromium-driver; }
 
-test: $(VENV)/.installed-test chromium lint
+# Replicas share tokens and limits through Redis; its tests start Debian's redis-server.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-server for the shared-store tests"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    --no-install-recommends redis-server; }
+
+test: $(VENV)/.installed-test chromium redis lint
 	$(BIN)/python -m pytest -q tests
 
 bench-tts: $(VENV)/.installed-test

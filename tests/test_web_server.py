@@ -68,18 +68,18 @@ async def test_page_and_modules_are_served(server: RunningServer) -> None:
         assert (await http.get("/web/nope.js")).status_code == 404
 
 
-def test_tokens_work_once_and_expire() -> None:
+async def test_tokens_work_once_and_expire() -> None:
     now = [1000.0]
     store = MemoryTokenStore(ttl_s=60, clock=lambda: now[0])
-    token = store.mint("realtime_scribe")
-    assert not store.consume(token, "tts_websocket")  # wrong kind: refused, and still unused
-    assert store.consume(token, "realtime_scribe")
-    assert not store.consume(token, "realtime_scribe")  # single use
-    late = store.mint("tts_websocket")
+    token = await store.mint("realtime_scribe", "key:abc")
+    assert await store.consume(token, "tts_websocket") is None  # wrong kind: refused, still unused
+    assert await store.consume(token, "realtime_scribe") == "key:abc"  # the owner comes back
+    assert await store.consume(token, "realtime_scribe") is None  # single use
+    late = await store.mint("tts_websocket")
     now[0] += 61
-    assert not store.consume(late, "tts_websocket")  # expired
-    assert not store.consume("sw_made_up", "tts_websocket")
-    store.mint("tts_websocket")
+    assert await store.consume(late, "tts_websocket") is None  # expired
+    assert await store.consume("sw_made_up", "tts_websocket") is None
+    await store.mint("tts_websocket")
     assert len(store) == 1  # expired ones are swept
 
 

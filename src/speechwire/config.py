@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     """Open sessions one key may hold at once."""
     max_session_s: float = 3600.0
     """Longest a WebSocket session may last; then it ends with ``session_time_limit_exceeded``."""
+    redis_url: SecretStr | None = None
+    """``redis://host:6379/0``: single-use tokens and per-key limits shared by every replica
+    behind a load balancer (in memory, per process, when unset)."""
     elevenlabs_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ELEVENLABS_API_KEY", "SPEECHWIRE_ELEVENLABS_API_KEY")
     )
@@ -88,4 +91,6 @@ class Settings(BaseSettings):
         keys = [k.get_secret_value() for k in self.api_keys]
         if self.elevenlabs_api_key is not None:
             keys.append(self.elevenlabs_api_key.get_secret_value())
+        if self.redis_url is not None:  # may hold a password
+            keys.append(self.redis_url.get_secret_value())
         return keys

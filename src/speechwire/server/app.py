@@ -18,10 +18,10 @@ from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
 from speechwire.server import logs
-from speechwire.server.limits import RateLimiter
+from speechwire.server.limits import Limiter, RateLimiter
 from speechwire.server.metrics import Metrics
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.tokens import MemoryTokenStore
+from speechwire.server.tokens import MemoryTokenStore, TokenStore
 
 log = logging.getLogger("speechwire.server")
 
@@ -104,16 +104,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cloud = ElevenLabsCloud(
                 settings.elevenlabs_api_key.get_secret_value(), settings.elevenlabs_base_url
             )
+        tokens: TokenStore = MemoryTokenStore(ttl_s=settings.token_ttl_s)
+        limiter: Limiter = RateLimiter(
+            settings.rate_sessions_per_minute, settings.rate_burst, settings.max_sessions_per_key
+        )
+        shared = None
+        if settings.redis_url is not None:
+            from speechwire.server.shared_store import RedisStores
+
+            shared = RedisStores(
+                settings.redis_url.get_secret_value(),
+                token_ttl_s=settings.token_ttl_s,
+                per_minute=settings.rate_sessions_per_minute,
+                burst=settings.rate_burst,
+                max_open=settings.max_sessions_per_key,
+            )
+            await shared.ping()
+            tokens = limiter = shared
         app.state.speechwire = ServerState(
             settings,
             registry,
             pool,
             stt_engines,
             stt_pool,
-            tokens=MemoryTokenStore(ttl_s=settings.token_ttl_s),
-            limiter=RateLimiter(
-                settings.rate_sessions_per_minute, settings.rate_burst, settings.max_sessions_per_key
-            ),
+            tokens=tokens,
+            limiter=limiter,
             cloud=cloud,
             metrics=metrics,
         )
@@ -121,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if shared is not None:
+                await shared.close()
             pool.close()
             stt_pool.close()
 

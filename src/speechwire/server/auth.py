@@ -111,7 +111,7 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
         return ProtocolError(ORIGIN_NOT_ALLOWED, "This Origin may not open sessions here.", POLICY_VIOLATION)
     token = ws.query_params.get("single_use_token") or ws.query_params.get("token")
     if token is not None:
-        owner = state.tokens.consume(token, kind)
+        owner = await state.tokens.consume(token, kind)
         if owner is None:
             return ProtocolError(INVALID_API_KEY, INVALID_TOKEN_MESSAGE, POLICY_VIOLATION)
         return owner
@@ -145,14 +145,14 @@ async def authorise(
     if not limited(caller):
         yield None
         return
-    reason = state.limiter.acquire(caller)
+    reason = await state.limiter.acquire(caller)
     if reason is not None:
         yield ProtocolError(RATE_LIMITED, reason, TRY_AGAIN_LATER)
         return
     try:
         yield None
     finally:
-        state.limiter.release(caller)
+        await state.limiter.release(caller)
 
 
 def as_stt_error(error: ProtocolError) -> ProtocolError:
@@ -180,21 +180,21 @@ def limited(caller: str) -> bool:
     return not caller.startswith("ip:")
 
 
-def check_rate(request: Request, caller: str) -> None:
+async def check_rate(request: Request, caller: str) -> None:
     """HTTP routes count against the same per-caller budget of new sessions."""
     if not limited(caller):
         return
     state = server_state(request.app)
-    reason = state.limiter.acquire(caller)
+    reason = await state.limiter.acquire(caller)
     if reason is not None:
         raise HTTPException(429, {"status": RATE_LIMITED, "message": reason})
-    state.limiter.release(caller)
+    await state.limiter.release(caller)
 
 
-def http_caller(request: Request) -> str:
+async def http_caller(request: Request) -> str:
     """Dependency of the HTTP speech routes: a valid key (when keys are set) and within its rate."""
     caller = require_key(request)
-    check_rate(request, caller)
+    await check_rate(request, caller)
     return caller
 
 
@@ -219,5 +219,5 @@ async def single_use_token(token_type: str, request: Request) -> dict[str, Any]:
         owner = "page:" + (request.client.host if request.client else "unknown")
     else:
         owner = require_key(request)
-    check_rate(request, owner)
-    return {"token": state.tokens.mint(token_type, owner)}  # type: ignore[arg-type]
+    await check_rate(request, owner)
+    return {"token": await state.tokens.mint(token_type, owner)}  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
@@ -17,6 +18,14 @@ class _Bucket:
     tokens: float
     updated: float
     open_sessions: int = 0
+
+
+class Limiter(Protocol):
+    """Per-caller session budgets (in memory here; ``server.shared_store`` for replicas)."""
+
+    async def acquire(self, caller: str) -> str | None: ...
+
+    async def release(self, caller: str) -> None: ...
 
 
 @dataclass
@@ -30,7 +39,7 @@ class RateLimiter:
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
-    def acquire(self, caller: str) -> str | None:
+    async def acquire(self, caller: str) -> str | None:
         """Take a session slot for ``caller``; the reason it is refused, or None."""
         now = self.clock()
         bucket = self._buckets.get(caller)
@@ -46,7 +55,7 @@ class RateLimiter:
         bucket.open_sessions += 1
         return None
 
-    def release(self, caller: str) -> None:
+    async def release(self, caller: str) -> None:
         bucket = self._buckets.get(caller)
         if bucket is not None and bucket.open_sessions > 0:
             bucket.open_sessions -= 1

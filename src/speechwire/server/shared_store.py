@@ -106,5 +106,9 @@ class RedisStores:
     async def release(self, caller: str) -> None:
         await self._release(keys=[f"{self.prefix}open:{caller}"])
 
+    async def ping(self) -> None:
+        """Fail at start-up, not at the first session, when Redis is unreachable."""
+        await self.client.ping()
+
     async def close(self) -> None:
         await self.client.aclose()

@@ -13,7 +13,7 @@ from speechwire.engines.base import STTEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
-from speechwire.server.limits import RateLimiter
+from speechwire.server.limits import Limiter, RateLimiter
 from speechwire.server.metrics import Metrics
 from speechwire.server.session_socket import SessionSocket
 from speechwire.server.tokens import MemoryTokenStore, TokenStore
@@ -31,7 +31,7 @@ class ServerState:
     sockets: set[SessionSocket] = field(default_factory=set)
     draining: bool = False
     tokens: TokenStore = field(default_factory=MemoryTokenStore)
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: Limiter = field(default_factory=RateLimiter)
     cloud: ElevenLabsCloud | None = None
     metrics: Metrics = field(default_factory=Metrics)
     """The ElevenLabs cloud, when the server has a key for it."""

@@ -20,9 +20,9 @@ TOKEN_TTL_S = 15 * 60.0
 class TokenStore(Protocol):
     """Where minted tokens live until used or expired (in memory here; shared stores later)."""
 
-    def mint(self, kind: TokenType, owner: str = "anonymous") -> str: ...
+    async def mint(self, kind: TokenType, owner: str = "anonymous") -> str: ...
 
-    def consume(self, token: str, kind: TokenType) -> str | None:
+    async def consume(self, token: str, kind: TokenType) -> str | None:
         """The owner (who minted it) once for a live token of this kind; None ever after, or for
         anything else."""
         ...
@@ -37,7 +37,7 @@ class MemoryTokenStore:
     clock: Callable[[], float] = time.monotonic
     _tokens: dict[str, tuple[TokenType, float, str]] = field(default_factory=dict)
 
-    def mint(self, kind: TokenType, owner: str = "anonymous") -> str:
+    async def mint(self, kind: TokenType, owner: str = "anonymous") -> str:
         now = self.clock()
         for token, (_, expires, _) in list(self._tokens.items()):
             if expires <= now:
@@ -46,7 +46,7 @@ class MemoryTokenStore:
         self._tokens[token] = (kind, now + self.ttl_s, owner)
         return token
 
-    def consume(self, token: str, kind: TokenType) -> str | None:
+    async def consume(self, token: str, kind: TokenType) -> str | None:
         entry = self._tokens.get(token)
         if entry is None or entry[0] != kind:
             return None
