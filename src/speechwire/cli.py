@@ -153,6 +153,14 @@ async def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.bench == "load":
+        from speechwire.bench.load import run_load_bench
+
+        return run_load_bench(args)
+    if args.bench == "soak":
+        from speechwire.bench.load import run_soak_bench
+
+        return run_soak_bench(args)
     if args.bench == "browser":
         from speechwire.bench.browser import run_browser_bench
 
@@ -235,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
     stt.add_argument("--json", default=None)
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     stt.set_defaults(func=_bench)
+    load = bench_sub.add_parser("load", help="how many TTS sessions and STT streams stay real-time")
+    load.add_argument("--tts", default="1,2,4,6,8,12", help="concurrent TTS sessions to try")
+    load.add_argument("--stt", default="2,4,6,8", help="concurrent STT streams to try")
+    load.add_argument("--speech-dir", default=None)
+    load.add_argument("--json", default=None)
+    load.set_defaults(func=_bench)
+    soak = bench_sub.add_parser("soak", help="mixed sessions for a while: errors and memory growth")
+    soak.add_argument("--minutes", type=float, default=10.0)
+    soak.add_argument("--json", default=None)
+    soak.set_defaults(func=_bench)
     web = bench_sub.add_parser(
         "browser", help="the demo page in Chromium: PCM vs WebM capture latency, playback latency"
     )
