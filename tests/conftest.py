@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
@@ -46,3 +47,29 @@ def whisper() -> object:
     engine = WhisperEngine()
     engine.load()
     return engine
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A throwaway certificate authority for TLS servers in tests."""
+    return trustme.CA()
+
+
+def tls_files(ca: trustme.CA, folder: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 signed by ``ca``: (certfile, keyfile) paths."""
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    return str(certfile), str(keyfile)
+
+
+@pytest.fixture
+def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the SDK's default TLS context (websockets' sync client) trust ``ca``."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    return bundle

@@ -172,3 +172,24 @@ async def test_page_never_sees_a_key_and_tokens_are_single_use(server: RunningSe
         assert '"auth_error"' in str(message)
         await ws.wait_closed()
         assert ws.close_code == 1008
+
+
+async def test_a_session_time_limit_reconnects_instead_of_failing() -> None:
+    from speechwire.config import Settings
+    from speechwire.server.runner import start_server
+
+    running = start_server(
+        Settings(dev=True, tts_engines=["piper"], stt_engines=["moonshine"], max_session_s=2)
+    )
+    try:
+        async with open_page(running.http_url) as page:
+            await page.wait_for_function(
+                "window.speechwireDemo.ttsStatus.history.filter(s => s === 'open').length >= 2",
+                timeout=15_000,
+            )
+            history = await page.evaluate("window.speechwireDemo.ttsStatus.history")
+            assert "failed" not in history and "reconnecting" in history
+            playback = await speak_in_page(page, "Still talking after a new session.")
+            assert len(playback.sent) > 0
+    finally:
+        running.stop()

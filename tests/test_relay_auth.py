@@ -30,7 +30,7 @@ from speechwire.client.stt import paced_chunks
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
 from speechwire.wer import wer
-from tests.conftest import speech_manifest
+from tests.conftest import speech_manifest, tls_files
 
 UPSTREAM_KEY = "sk_upstream_9f3b2c1d7e6a5b4c3d2e1f0a"
 RELAY_KEY = "sw_relay_key_4d5e6f7a8b9c0d1e2f3a"
@@ -73,11 +73,6 @@ def _debug_everything() -> None:
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def upstream(logs: Captured) -> Iterator[RunningServer]:
     """The stand-in for the cloud: a speechwire server that only takes UPSTREAM_KEY."""
     running = start_server(
@@ -86,16 +81,6 @@ def upstream(logs: Captured) -> Iterator[RunningServer]:
     _debug_everything()
     yield running
     running.stop()
-
-
-def _tls_files(ca: trustme.CA, folder: Path) -> tuple[str, str]:
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    return str(certfile), str(keyfile)
 
 
 def _relay_settings(upstream: RunningServer, key: str, **extra: object) -> Settings:
@@ -115,7 +100,7 @@ def _relay_settings(upstream: RunningServer, key: str, **extra: object) -> Setti
 def relay(
     upstream: RunningServer, ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    certfile, keyfile = _tls_files(ca, tmp_path_factory.mktemp("relay-tls"))
+    certfile, keyfile = tls_files(ca, tmp_path_factory.mktemp("relay-tls"))
     running = start_server(
         _relay_settings(upstream, UPSTREAM_KEY), ssl_certfile=certfile, ssl_keyfile=keyfile
     )
@@ -163,14 +148,6 @@ def limited() -> Iterator[RunningServer]:
     )
     yield running
     running.stop()
-
-
-@pytest.fixture
-def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    return bundle
 
 
 def _sdk(server: RunningServer, ca: trustme.CA, key: str = RELAY_KEY) -> ElevenLabs:

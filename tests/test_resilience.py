@@ -169,6 +169,28 @@ async def test_admission_control_refuses_past_the_limit() -> None:
         running.stop()
 
 
+async def test_engine_admission_is_per_kind() -> None:
+    """STT at its engines' real-time capacity refuses the next STT session; TTS still gets in."""
+    running = start_server(
+        Settings(dev=True, tts_engines=["espeak"], stt_engines=["moonshine"], max_stt_sessions=1)
+    )
+    try:
+        stt = f"{running.ws_url}/v1/speech-to-text/realtime"
+        async with websockets.connect(stt) as first:
+            assert json.loads(await first.recv())["message_type"] == "session_started"
+            async with websockets.connect(stt) as second:
+                frame = json.loads(await asyncio.wait_for(second.recv(), 5))
+                await second.wait_closed()
+            assert frame["message_type"] == "resource_exhausted" and second.close_code == 1013
+            tts = f"{running.ws_url}/v1/text-to-speech/espeak-en/stream-input"
+            async with websockets.connect(tts) as speaker:
+                await speaker.send(json.dumps({"text": " "}))
+                await speaker.send(json.dumps({"text": "Still here. ", "flush": True}))
+                assert "audio" in json.loads(await asyncio.wait_for(speaker.recv(), 10))
+    finally:
+        running.stop()
+
+
 async def test_client_gives_up_on_a_server_that_is_gone() -> None:
     port = free_port()  # nothing listens here
     states: list[StateChange] = []

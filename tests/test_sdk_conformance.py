@@ -24,6 +24,7 @@ from speechwire.audio.resample import resample
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
 from speechwire.wer import corpus_wer
+from tests.conftest import tls_files
 
 SENTENCES = [
     # What a voice assistant says. (Harvard sentences were tried first: Whisper tiny.en, the judge,
@@ -38,33 +39,13 @@ MAX_WER = 0.10  # the issue's bound; measured 0-2 % on these sentences (docs/per
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def tls_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for pem in cert.cert_chain_pems[1:]:
-        pem.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
+    certfile, keyfile = tls_files(ca, tmp_path_factory.mktemp("tls"))
     running = start_server(
-        Settings(dev=True, tts_engines=["piper"]), ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)
+        Settings(dev=True, tts_engines=["piper"]), ssl_certfile=certfile, ssl_keyfile=keyfile
     )
     yield running
     running.stop()
-
-
-@pytest.fixture
-def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Make the SDK's default TLS context (websockets' sync client) trust our throwaway CA."""
-    bundle = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    return bundle
 
 
 def transcribe_mp3(audio: bytes, whisper: object) -> str:

@@ -9,6 +9,10 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
 def _default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
@@ -45,6 +49,11 @@ class Settings(BaseSettings):
     max_sessions: int = 64
     """Open WebSocket sessions (TTS and STT together) beyond which new ones are refused with
     ``resource_exhausted`` and close 1013, instead of every session slowing down."""
+    max_tts_sessions: int = Field(default_factory=lambda: 8 * _cores())
+    """Local TTS sessions admitted at once: what the engines keep real-time (16 measured on 2
+    cores by ``speechwire bench load``: 8 a core). More get ``resource_exhausted`` (1013)."""
+    max_stt_sessions: int = Field(default_factory=lambda: 3 * _cores())
+    """Local STT sessions admitted at once (6 real-time streams measured on 2 cores: 3 a core)."""
     drain_s: float = 10.0
     """On SIGTERM, how long open sessions may take to finish before they are closed with 1001."""
     ping_interval_s: float = 10.0

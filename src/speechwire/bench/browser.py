@@ -284,14 +284,12 @@ def run_browser_bench(args: Any) -> int:
     """``speechwire bench browser``: capture modes (PCM worklet vs MediaRecorder WebM/Opus) and
     playback in the demo page, against a server started as its own process."""
     import json
-    import subprocess
-    import sys
     import tempfile
 
     from rich.console import Console
     from rich.table import Table
 
-    from speechwire.bench.stt import _free_port, default_speech_dir
+    from speechwire.bench.stt import default_speech_dir
 
     console = Console()
     if not Path(CHROMIUM).exists():
@@ -300,21 +298,10 @@ def run_browser_bench(args: Any) -> int:
     proc = None
     url = args.url
     if url is None:
-        port = _free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        import socket
+        from speechwire.bench.load import start_server_process
 
-        for _ in range(600):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                time.sleep(0.1)
+        proc, _, port = start_server_process()
+        url = f"http://127.0.0.1:{port}"
     screenshots = Path(args.screenshots) if args.screenshots else None
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from speechwire.engines.base import STTEngine, TTSEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
-from speechwire.server import logs
+from speechwire.server import logs, memory
 from speechwire.server.limits import Limiter, RateLimiter
 from speechwire.server.metrics import Metrics
 from speechwire.server.state import ServerState, server_state
@@ -87,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        memory.limit_arenas()
+        trimmer = asyncio.create_task(memory.trim_periodically())
         engines = build_engines(settings)
         for engine in engines:
             engine.load()
@@ -136,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            trimmer.cancel()
             if shared is not None:
                 await shared.close()
             pool.close()

@@ -45,7 +45,8 @@ async def run_session(
             metrics.refused.labels(name, refused.error).inc()
             await sock.fail(as_stt_error(refused) if stt else refused)
             return
-        with state.admitted(sock) as admitted:
+        relayed = relay_path is not None and state.cloud is not None
+        with state.admitted(sock, "stt" if stt else "tts", local=not relayed) as admitted:
             if not admitted:
                 metrics.refused.labels(name, "resource_exhausted").inc()
                 await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))

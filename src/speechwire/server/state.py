@@ -30,6 +30,8 @@ class ServerState:
     stt_pool: EnginePool | None = None
     sockets: set[SessionSocket] = field(default_factory=set)
     draining: bool = False
+    engine_sessions: dict[str, int] = field(default_factory=dict)
+    """Open local sessions by engine kind (``tts``, ``stt``), for admission."""
     tokens: TokenStore = field(default_factory=MemoryTokenStore)
     limiter: Limiter = field(default_factory=RateLimiter)
     cloud: ElevenLabsCloud | None = None
@@ -41,17 +43,24 @@ class ServerState:
         return len(self.sockets)
 
     @contextlib.contextmanager
-    def admitted(self, sock: SessionSocket) -> Iterator[bool]:
-        """Registers an open session; yields False (registers nothing) when the server is full or
-        draining for shutdown."""
-        if self.draining or len(self.sockets) >= self.settings.max_sessions:
+    def admitted(self, sock: SessionSocket, kind: str = "tts", local: bool = True) -> Iterator[bool]:
+        """Registers an open session; yields False (registers nothing) when the server is full,
+        when the engines of ``kind`` already serve as many local sessions as they keep real-time,
+        or when draining for shutdown. Relayed sessions cost no engine time."""
+        cap = self.settings.max_stt_sessions if kind == "stt" else self.settings.max_tts_sessions
+        busy = self.engine_sessions.get(kind, 0)
+        if self.draining or len(self.sockets) >= self.settings.max_sessions or (local and busy >= cap):
             yield False
             return
         self.sockets.add(sock)
+        if local:
+            self.engine_sessions[kind] = busy + 1
         try:
             yield True
         finally:
             self.sockets.discard(sock)
+            if local:
+                self.engine_sessions[kind] -= 1
 
 
 def server_state(app: ASGIApp) -> ServerState:

@@ -3,7 +3,8 @@
 // States: idle → connecting → open → (reconnecting → connecting → open)* → closed | failed.
 // Policies, each with its reason:
 // - retry: exponential backoff with jitter, so clients of a restarted server don't return at once;
-// - no retry on protocol errors (1003, 1007, 1008, 1009): repeating the same request repeats the error;
+// - no retry on protocol errors (1003, 1007, 1008, 1009): repeating the same request repeats the error
+//   (but a session that hit its time limit or idled out is simply started again);
 // - give up after `giveUpAfterMs` without an open connection, so a dead server ends in "failed";
 // - retry at once when the browser says it is back online: the backoff was waiting for that.
 
@@ -17,6 +18,8 @@ export const State = Object.freeze({
 });
 
 const FATAL_CODES = new Set([1003, 1007, 1008, 1009]);
+// …except after these errors, which end a session, not the service: a new session is fine.
+const RETRYABLE_ERRORS = new Set(["session_time_limit_exceeded", "input_timeout_exceeded"]);
 
 /** Delay (ms) before attempt n: random in [cap/2, cap], cap = min(maxMs, initialMs·2^n) ("equal jitter":
  *  spread out, yet never an instant retry loop). */
@@ -40,6 +43,7 @@ export class Connection extends EventTarget {
     this.attempt = 0;
     this.retryAt = 0;
     this.lastError = null;
+    this.lastErrorType = null;
     this.opens = 0;
     this.ws = null;
     this._timer = null;
@@ -119,6 +123,7 @@ export class Connection extends EventTarget {
     ws.onopen = () => {
       if (this.ws !== ws) return;
       opened = true;
+      this.lastErrorType = null;
       this.opens += 1;
       this.attempt = 0;
       this.lastError = null;
@@ -133,6 +138,8 @@ export class Connection extends EventTarget {
       } catch {
         return;
       }
+      const error = typeof data.error === "string" && data.message_type ? data.message_type : data.error;
+      if (typeof error === "string") this.lastErrorType = error;
       this.dispatchEvent(new CustomEvent("message", { detail: data }));
     };
     ws.onclose = (event) => {
@@ -140,7 +147,7 @@ export class Connection extends EventTarget {
       this.ws = null;
       this.dispatchEvent(new CustomEvent("close", { detail: { code: event.code, reason: event.reason, opened } }));
       if (this.state === State.CLOSED) return;
-      if (FATAL_CODES.has(event.code)) {
+      if (FATAL_CODES.has(event.code) && !RETRYABLE_ERRORS.has(this.lastErrorType)) {
         this.lastError = event.reason || `closed with ${event.code}`;
         window.removeEventListener("online", this._onOnline);
         this._setState(State.FAILED, { code: event.code, reason: event.reason });
