@@ -79,10 +79,8 @@ export class TTSClient extends EventTarget {
     if (!this._current) {
       this._current = { id: null, text: "", voiced: 0, t0: performance.now(), firstAudioMs: null, firstSoundMs: null };
     }
-    const u = this._current;
     const piece = text.endsWith(" ") ? text : `${text} `;
-    u.text += piece;
-    if (!this._sendPiece(piece)) this._pending.push(piece);
+    if (this._pending.length || !this._send(piece)) this._pending.push(piece); // keep the order
   }
 
   /** Barge-in: close the reply's context (no more of its audio is played) and fade out. */
@@ -116,7 +114,8 @@ export class TTSClient extends EventTarget {
     if (this.connection.send(init)) this._warm = id;
   }
 
-  _sendPiece(piece) {
+  /** Send a piece of the current reply; `text` holds exactly what was sent. */
+  _send(piece) {
     const u = this._current;
     if (this.connection.state !== "open") return false;
     if (!u.id) {
@@ -125,7 +124,9 @@ export class TTSClient extends EventTarget {
       this._warm = null;
       this._openWarm();
     }
-    return this.connection.send({ text: piece, context_id: u.id, flush: true });
+    if (!this.connection.send({ text: piece, context_id: u.id, flush: true })) return false;
+    u.text += piece;
+    return true;
   }
 
   _onOpen() {
@@ -140,19 +141,19 @@ export class TTSClient extends EventTarget {
     }, this.keepAliveMs);
     const u = this._current;
     if (u && u.id) {
-      // Resume: send again what the old context had not voiced yet.
+      // Resume: send again what the old context had not voiced yet, before anything newer.
       const rest = remainderAfter(u.text, u.voiced);
       u.id = null;
       u.text = u.text.slice(0, u.text.length - rest.length);
-      this._pending = rest.trim() ? [rest] : [];
-      if (!rest.trim()) this._finish(u);
+      if (rest.trim()) this._pending.unshift(rest);
+      else if (!this._pending.length) this._finish(u);
     }
     const pending = this._pending;
     this._pending = [];
-    for (const piece of pending) {
-      if (this._current) {
-        this._current.text += piece;
-        this._sendPiece(piece);
+    for (const [i, piece] of pending.entries()) {
+      if (!this._current || !this._send(piece)) {
+        this._pending = pending.slice(i);
+        break;
       }
     }
   }
@@ -181,7 +182,7 @@ export class TTSClient extends EventTarget {
       const chars = (msg.alignment || msg.normalizedAlignment)?.chars;
       if (chars) u.voiced += nonSpace(chars.join(""));
       this._emit("audio", { contextId: id, samples: pcm.length });
-      if (u.voiced >= nonSpace(u.text)) this._finish(u);
+      if (!this._pending.length && u.voiced >= nonSpace(u.text)) this._finish(u);
     }
     if (msg.isFinal || msg.is_final) this._finish(u);
   }
