@@ -135,8 +135,9 @@ def run_relay_bench(args: argparse.Namespace) -> int:
     console = Console()
     fmt = AudioFormat.parse(args.format)
     upstream_key, relay_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    unlimited = {"rate_sessions_per_minute": 100_000, "rate_burst": 10_000}
     upstream = start_server(
-        Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], stt_engines=[])
+        Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], stt_engines=[], **unlimited)  # type: ignore[arg-type]
     )
     relay = start_server(
         Settings(
@@ -146,8 +147,7 @@ def run_relay_bench(args: argparse.Namespace) -> int:
             elevenlabs_api_key=SecretStr(upstream_key),
             elevenlabs_base_url=upstream.http_url,
             tts_backend="elevenlabs",
-            rate_sessions_per_minute=100_000,
-            rate_burst=10_000,
+            **unlimited,  # type: ignore[arg-type]
         )
     )
     table = Table(title=f"TTS through a relay ({args.runs} runs, 1 session, {fmt.name})")
