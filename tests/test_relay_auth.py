@@ -420,3 +420,21 @@ async def test_sessions_end_at_the_time_limit_and_page_tokens_need_an_allowed_or
         assert frame["message_type"] == "session_started"
     finally:
         running.stop()
+
+
+def test_cli_say_with_a_key(tmp_path: Path) -> None:
+    """The command-line client speaks to a keyed server with --api-key; without it, it is refused."""
+    import subprocess
+    import sys
+
+    running = start_server(Settings(tts_engines=["espeak"], stt_engines=[], api_keys=[RELAY_KEY]))
+    try:
+        base = [sys.executable, "-m", "speechwire.cli", "say", "Keyed hello.", "--url", running.ws_url]
+        base += ["--voice", "espeak-en", "--out", str(tmp_path / "out.wav")]
+        ok = subprocess.run([*base, "--api-key", RELAY_KEY], capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert (tmp_path / "out.wav").stat().st_size > 10_000
+        refused = subprocess.run(base, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin"})
+        assert refused.returncode != 0 and RELAY_KEY not in refused.stdout + refused.stderr
+    finally:
+        running.stop()

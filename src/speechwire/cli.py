@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +13,9 @@ from rich.console import Console
 console = Console(stderr=True)
 
 DEFAULT_URL = "ws://127.0.0.1:8000"
+
+
+API_KEY_HELP = "a key of the server (default: $SPEECHWIRE_API_KEY; a dev server needs none)"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -65,7 +69,9 @@ async def _say(args: argparse.Namespace) -> int:
         console.print("[red]nothing to say[/red]")
         return 2
     fmt = AudioFormat.parse(args.format)
-    stream = TextToSpeechStream(args.url, args.voice, model_id=args.model, output_format=fmt.name)
+    stream = TextToSpeechStream(
+        args.url, args.voice, model_id=args.model, output_format=fmt.name, api_key=args.api_key
+    )
     audio = bytearray()
     async with stream:
         await stream.send(text if text.endswith(" ") else text + " ", flush=True)
@@ -108,6 +114,7 @@ async def _transcribe(args: argparse.Namespace) -> int:
         commit_strategy="vad",
         vad_silence_threshold_secs=args.vad_silence,
         include_timestamps=args.json,
+        api_key=args.api_key,
     )
     out = Console()
     start = time.perf_counter()
@@ -204,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--voice", default="joe")
     say.add_argument("--model", default=None)
     say.add_argument("--format", default="pcm_22050", help="output_format on the wire (decoded to WAV)")
+    say.add_argument("--api-key", default=os.environ.get("SPEECHWIRE_API_KEY"), help=API_KEY_HELP)
     say.set_defaults(func=lambda a: asyncio.run(_say(a)))
 
     tr = sub.add_parser(
@@ -215,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--url", default=DEFAULT_URL)
     tr.add_argument("--model", default="scribe_v2_realtime")
     tr.add_argument("--vad-silence", type=float, default=0.5, help="seconds of silence that commit (0.3-3)")
+    tr.add_argument("--api-key", default=os.environ.get("SPEECHWIRE_API_KEY"), help=API_KEY_HELP)
     tr.set_defaults(func=lambda a: asyncio.run(_transcribe(a)))
 
     bench = sub.add_parser("bench", help="benchmarks")
