@@ -7,6 +7,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import WebSocket
 
@@ -14,9 +15,9 @@ from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
 from speechwire.server.auth import as_stt_error, authorise
 from speechwire.server.logs import SESSION_ID
-from speechwire.server.relay import WebSocketPeer, refused_error
+from speechwire.server.relay import WebSocketPeer, refused_error, relays_stt, relays_tts
 from speechwire.server.session_socket import SessionSocket
-from speechwire.server.state import ServerState
+from speechwire.server.state import ServerState, server_state
 from speechwire.server.tokens import TokenType
 
 log = logging.getLogger("speechwire.session")
@@ -24,6 +25,25 @@ log = logging.getLogger("speechwire.session")
 SERVER_FULL = "The server is at its session limit; try again shortly."
 
 SESSION_TIME_LIMIT = "session_time_limit_exceeded"
+
+
+LocalSession = Callable[[ServerState, SessionSocket], Awaitable[None]]
+
+
+async def serve_websocket(
+    ws: WebSocket,
+    kind: TokenType,
+    error_frame: Callable[[ProtocolError], dict[str, Any]],
+    local: LocalSession,
+) -> None:
+    """Every WebSocket route: accept, then run the session locally or relayed to the same path in
+    the cloud (our routes are upstream's routes, so the request's path is the upstream path)."""
+    state = server_state(ws.app)
+    await ws.accept()
+    sock = SessionSocket(ws, error_frame, state.settings.send_timeout_s)
+    model = ws.query_params.get("model_id")
+    relayed = relays_stt(state, model) if kind == "realtime_scribe" else relays_tts(state, model)
+    await run_session(ws, state, sock, kind, lambda: local(state, sock), ws.url.path if relayed else None)
 
 
 async def run_session(

@@ -49,10 +49,9 @@ from speechwire.protocol.stt import (
     session_started,
     stt_error,
 )
-from speechwire.server.relay import relays_stt
-from speechwire.server.session import run_session
+from speechwire.server.session import serve_websocket
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
-from speechwire.server.state import ServerState, server_state
+from speechwire.server.state import ServerState
 
 router = APIRouter()
 log = logging.getLogger("speechwire.stt")
@@ -101,17 +100,8 @@ def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
 
 @router.websocket("/v1/speech-to-text/realtime")
 async def realtime(ws: WebSocket) -> None:
-    state = server_state(ws.app)
-    await ws.accept()
-    sender = SessionSocket(ws, error_message, state.settings.send_timeout_s)
-    relayed = relays_stt(state, ws.query_params.get("model_id"))
-    await run_session(
-        ws,
-        state,
-        sender,
-        "realtime_scribe",
-        lambda: _realtime(ws, state, sender),
-        "/v1/speech-to-text/realtime" if relayed else None,
+    await serve_websocket(
+        ws, "realtime_scribe", error_message, lambda state, sock: _realtime(ws, state, sock)
     )
 
 

@@ -30,11 +30,10 @@ from speechwire.protocol.multi import (
     context_final,
 )
 from speechwire.protocol.tts import Generate, StreamInputParams, audio_message
-from speechwire.server.relay import relays_tts
-from speechwire.server.session import run_session
+from speechwire.server.session import serve_websocket
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline, pipeline_for
-from speechwire.server.state import ServerState, server_state
+from speechwire.server.state import ServerState
 from speechwire.server.tts_ws import _resolve
 
 router = APIRouter()
@@ -73,17 +72,8 @@ async def _stop(ctx: _Context) -> None:
 
 @router.websocket("/v1/text-to-speech/{voice_id}/multi-stream-input")
 async def multi_stream_input(ws: WebSocket, voice_id: str) -> None:
-    state = server_state(ws.app)
-    await ws.accept()
-    sock = SessionSocket(ws, lambda e: e.tts_frame(), state.settings.send_timeout_s)
-    relayed = relays_tts(state, ws.query_params.get("model_id"))
-    await run_session(
-        ws,
-        state,
-        sock,
-        "tts_websocket",
-        lambda: _serve(ws, voice_id, state, sock),
-        f"/v1/text-to-speech/{voice_id}/multi-stream-input" if relayed else None,
+    await serve_websocket(
+        ws, "tts_websocket", lambda e: e.tts_frame(), lambda state, sock: _serve(ws, voice_id, state, sock)
     )
 
 

@@ -30,11 +30,10 @@ from speechwire.protocol.tts import (
     TTSServerSession,
     audio_message,
 )
-from speechwire.server.relay import relays_tts
-from speechwire.server.session import run_session
+from speechwire.server.session import serve_websocket
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline, pipeline_for
-from speechwire.server.state import ServerState, server_state
+from speechwire.server.state import ServerState
 
 router = APIRouter()
 log = logging.getLogger("speechwire.tts")
@@ -53,17 +52,11 @@ def _resolve(state: ServerState, params: StreamInputParams) -> tuple[Any, Any]:
 
 @router.websocket("/v1/text-to-speech/{voice_id}/stream-input")
 async def stream_input(ws: WebSocket, voice_id: str) -> None:
-    state = server_state(ws.app)
-    await ws.accept()
-    sock = SessionSocket(ws, lambda e: e.tts_frame(), state.settings.send_timeout_s)
-    relayed = relays_tts(state, ws.query_params.get("model_id"))
-    await run_session(
+    await serve_websocket(
         ws,
-        state,
-        sock,
         "tts_websocket",
-        lambda: _stream_input(ws, voice_id, state, sock),
-        f"/v1/text-to-speech/{voice_id}/stream-input" if relayed else None,
+        lambda e: e.tts_frame(),
+        lambda state, sock: _stream_input(ws, voice_id, state, sock),
     )
 
 
