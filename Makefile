@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit bench-tts clean chromium redis
+.PHONY: run test lint typecheck unit bench-tts clean chromium redis js
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
@@ -43,9 +43,20 @@ redis:
 	  echo "installing Debian's redis-server for the shared-store tests"; \
 	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
-	    --no-install-recommends redis-server; }
+	    --no-install-recommends redis-server; \
+	  $$SUDO systemctl disable --now redis-server >/dev/null 2>&1 || \
+	    $$SUDO rm -f /etc/systemd/system/multi-user.target.wants/redis-server.service; }
 
-test: $(VENV)/.installed-test chromium redis lint
+# The official JS clients (pinned in tests/js/package-lock.json) run under the machine's Node.
+JS := tests/js/node_modules/.installed
+$(JS): tests/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "need node and npm for the JS client tests"; exit 1; }
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js: $(JS)
+
+test: $(VENV)/.installed-test chromium redis $(JS) lint
 	$(BIN)/python -m pytest -q tests
 
 bench-tts: $(VENV)/.installed-test
