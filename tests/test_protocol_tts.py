@@ -10,6 +10,13 @@ from hypothesis import strategies as st
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.protocol.errors import ProtocolError
+from speechwire.protocol.multi import (
+    ContextClosed,
+    ContextOpened,
+    ContextReinitialized,
+    ContextText,
+    MultiStreamSession,
+)
 from speechwire.protocol.text import segment
 from speechwire.protocol.tts import (
     AudioReceived,
@@ -147,7 +154,7 @@ def test_keep_alive_space_resets_inactivity_timer() -> None:
             json.dumps({"text": " ", "generation_config": {"chunk_length_schedule": [10]}}),
             "invalid_input_message",
         ),
-        (json.dumps({"text": "Hello before init "}), "invalid_input_message"),
+        (json.dumps({"text": ""}), "invalid_input_message"),
         (b"\x00\x01", "invalid_input_message"),
         (json.dumps({"text": " " * 2000}), "message_too_large"),
     ],
@@ -216,3 +223,149 @@ def test_quick_first_phrase() -> None:
     assert segment("Hello there, how are you? ", quick_start=True)[0].text == "Hello there, "
     assert len(segment("Hi there. ", quick_start=True)) == 1  # too short to split
     assert len(segment("The quick brown fox jumps over the lazy dog. ", quick_start=False)) == 1
+
+
+# ---- issue 12: what real clients send ------------------------------------------------------
+
+
+def test_first_message_may_carry_text() -> None:
+    # The websockets guide's own example: settings, key and the first text in one message.
+    s = session()
+    first = {
+        "text": "Hello world. ",
+        "voice_settings": {"stability": 0.5, "similarity_boost": 0.8},
+        "generation_config": {"chunk_length_schedule": [120, 160, 250, 290]},
+        "xi_api_key": "k",
+    }
+    events = s.receive(json.dumps(first), 0)
+    assert isinstance(events[0], Initialized) and events[0].api_key == "k"
+    assert texts(events) == []  # buffered by the schedule, like any text
+    events = s.receive(json.dumps({"text": ""}), 1)
+    assert texts(events) == ["Hello world. "] and isinstance(events[-1], InputEnded)
+
+
+def test_first_message_with_text_and_flush_generates_it() -> None:
+    s = session()
+    events = s.receive(json.dumps({"text": "Hi. ", "flush": True}), 0)
+    assert isinstance(events[0], Initialized) and texts(events) == ["Hi. "]
+
+
+def test_auto_mode_generates_a_sentence_message_without_trailing_space_at_once() -> None:
+    s = session(auto_mode="true")
+    s.receive(INIT, 0)
+    line = "Let me tell you a long story about the old lighthouse keeper."
+    assert texts(s.receive(json.dumps({"text": line}), 1)) == [line]
+    assert texts(s.receive(json.dumps({"text": 'He said "no."'}), 1)) == ['He said "no."']
+    assert texts(s.receive(json.dumps({"text": "and then"}), 1)) == []
+
+
+def test_message_boundary_after_a_sentence_is_a_word_boundary() -> None:
+    # Without auto_mode, both messages wait in one buffer; the flush cuts them apart at the
+    # boundary so the engine never reads "there!I", and the characters are exactly those sent.
+    s = session()
+    s.receive(INIT, 0)
+    s.receive(json.dumps({"text": "Hello there!"}), 1)
+    s.receive(json.dumps({"text": "I can help with that."}), 1)
+    got = texts(s.receive(json.dumps({"text": ""}), 2))
+    assert got == ["Hello there!", "I can help with that."]
+    # A boundary inside a word is not one.
+    s = session()
+    s.receive(INIT, 0)
+    s.receive(json.dumps({"text": "some"}), 3)
+    s.receive(json.dumps({"text": "thing. "}), 3)
+    assert texts(s.receive(json.dumps({"text": ""}), 4)) == ["something. "]
+
+
+def test_ssml_tags_are_never_cut_apart() -> None:
+    s = session(enable_ssml_parsing="true", auto_mode="true")
+    s.receive(INIT, 0)
+    assert texts(s.receive(json.dumps({"text": 'Wait, <break time="1s"/> '}), 1)) == ["Wait, "]
+    s.receive(json.dumps({"text": "now. "}), 1)
+    plain = session(auto_mode="true")
+    plain.receive(INIT, 0)
+    assert texts(plain.receive(json.dumps({"text": "Wait, <break "}), 1)) == ["Wait, "]
+
+
+def multi(**query: str) -> MultiStreamSession:
+    return MultiStreamSession(StreamInputParams.from_query("joe", query), now=0.0)
+
+
+def m(session_: MultiStreamSession, now: float = 1.0, **fields: object) -> list[object]:
+    return list(session_.receive(json.dumps(fields), now))
+
+
+def ctx_texts(events: list[object], cid: str) -> list[str]:
+    return [e.generate.text for e in events if isinstance(e, ContextText) and e.context_id == cid]
+
+
+def test_close_context_voices_flushed_and_buffered_text_then_final() -> None:
+    s = multi()
+    m(s, text="The whole reply, ", context_id="a")
+    flushed = m(s, context_id="a", flush=True)
+    assert ctx_texts(flushed, "a") == ["The whole reply, "]
+    m(s, text="and a tail", context_id="a")
+    closed = m(s, context_id="a", close_context=True)
+    assert ctx_texts(closed, "a") == ["and a tail"]  # buffered text is flushed by the close
+    assert isinstance(closed[-1], ContextClosed) and closed[-1].context_id == "a"
+    assert "a" not in s.contexts and s.finishing == {"a": 1}
+
+
+def test_frames_for_a_finishing_context_are_ignored_but_new_text_reopens_it() -> None:
+    s = multi()
+    m(s, text="Hi. ", context_id="a", flush=True)
+    m(s, context_id="a", close_context=True)
+    assert m(s, context_id="a", flush=True) == []
+    assert m(s, context_id="a", text="") == []
+    assert m(s, context_id="a", close_context=True) == []
+    events = m(s, context_id="a", text="Again. ", flush=True)
+    assert isinstance(events[0], ContextOpened) and ctx_texts(events, "a") == ["Again. "]
+    s.finished("a")
+    assert s.finishing == {}
+
+
+def test_closed_but_finishing_contexts_do_not_count_against_the_limit() -> None:
+    s = multi()
+    for i in range(5):
+        m(s, text="Talk. ", context_id=f"c{i}", flush=True)
+    m(s, context_id="c0", close_context=True)
+    assert isinstance(m(s, text=" ", context_id="c5")[0], ContextOpened)
+    with pytest.raises(ProtocolError) as err:
+        m(s, text=" ", context_id="c6")
+    assert err.value.error == "max_active_conversations"
+
+
+def test_new_voice_settings_reinitialise_the_context_after_its_buffered_text() -> None:
+    s = multi()
+    m(s, text=" ", context_id="a", voice_settings={"speed": 1.0})
+    m(s, text="Old settings ", context_id="a")
+    events = m(s, text="new settings. ", context_id="a", voice_settings={"speed": 1.2}, flush=True)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["ContextText", "ContextReinitialized", "ContextText"]
+    assert ctx_texts(events, "a") == ["Old settings ", "new settings. "]
+    reinit = events[1]
+    assert isinstance(reinit, ContextReinitialized) and reinit.init.voice_settings is not None
+    assert reinit.init.voice_settings.speed == 1.2
+
+
+def test_camel_case_context_id_addresses_that_context() -> None:
+    s = multi()
+    events = m(s, text="Hi. ", contextId="camel", flush=True)
+    assert isinstance(events[0], ContextOpened) and events[0].context_id == "camel"
+    assert "default" not in s.contexts
+
+
+def test_timeout_voices_released_text_and_drops_the_unflushed_rest() -> None:
+    s = multi(inactivity_timeout="2")
+    m(s, 0.0, text="Released. ", context_id="a", flush=True)
+    m(s, 0.0, text="never flushed", context_id="a")
+    events = s.expire(2.5)
+    assert events == [ContextClosed("a", "timeout")] and s.finishing == {"a": 1}
+
+
+def test_close_socket_closes_every_context_with_its_text() -> None:
+    s = multi()
+    m(s, text="One, ", context_id="a")
+    m(s, text="Two. ", context_id="b", flush=True)
+    events = m(s, close_socket=True)
+    assert ctx_texts(events, "a") == ["One, "]
+    assert [type(e).__name__ for e in events][-3:] == ["ContextClosed", "ContextClosed", "SocketClosing"]

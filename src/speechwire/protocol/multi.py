@@ -1,9 +1,13 @@
 """The ElevenLabs ``multi-stream-input`` protocol (several TTS contexts on one socket), no I/O.
 
-Each context is a ``stream-input`` session of its own (buffering, schedule, flush) with three
-differences from the single-context socket: its first message may carry text, an empty text is
-a keep-alive rather than the end, and it ends with ``close_context``. ``close_socket`` ends them
-all. At most ``MAX_CONTEXTS`` are open at once.
+Each context is a ``stream-input`` session of its own (buffering, schedule, flush) with these
+differences from the single-context socket: an empty text is a keep-alive rather than the end,
+new ``voice_settings`` re-initialise the context instead of ending the socket, and it ends with
+``close_context``. Closing never discards text sent before it (upstream, and what pipecat and
+livekit rely on: they send ``flush`` and ``close_context`` together at the end of every turn):
+the context's text is voiced, then its final is sent. Barge-in is the client's job — it drops
+late audio of a context it closed. ``close_socket`` closes them all the same way. At most
+``MAX_CONTEXTS`` are *open* at once; a closed context still finishing its audio does not count.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import AliasChoices, ConfigDict, Field
 
 from speechwire.protocol.errors import ProtocolError
 from speechwire.protocol.tts import (
@@ -41,14 +45,14 @@ class MultiClientMessage(ClientTextMessage):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True, populate_by_name=True)
 
     text: str = ""  # type: ignore[assignment]
-    context_id: str | None = None
+    context_id: str | None = Field(default=None, validation_alias=AliasChoices("context_id", "contextId"))
     close_context: bool | None = None
     close_socket: bool | None = None
 
 
 class ContextSession(TTSServerSession):
-    """One context: a ``stream-input`` session whose first message may carry text and whose
-    empty text is a keep-alive."""
+    """One context: a ``stream-input`` session whose first message may carry text, whose empty
+    text is a keep-alive, and whose changed ``voice_settings`` re-initialise it."""
 
     def _initialise(self, message: ClientTextMessage) -> Initialized:
         config = message.generation_config or message.generator_config
@@ -59,16 +63,29 @@ class ContextSession(TTSServerSession):
         return Initialized(message.voice_settings, self.schedule, message.api_key, message.authorization)
 
     def _stream(self, message: ClientTextMessage) -> list[Any]:
+        events: list[Any] = []
+        if message.voice_settings is not None and message.voice_settings != self.voice_settings:
+            # Upstream re-initialises the context. Text buffered so far was sent under the old
+            # settings: it is generated first, so the new settings apply from this message on.
+            events.extend(self._generate_all(flush=True))
+            events.append(self._initialise(message))
         if message.text == "" and not message.flush:
-            if message.voice_settings is not None and message.voice_settings != self.voice_settings:
-                return super()._stream(message)  # raises the voice_settings error
-            return []  # keep-alive: the clock was reset by receive_message
+            return events  # keep-alive: the clock was reset by receive_message
         if message.text == "":
-            return self._generate_all(flush=True)
-        return super()._stream(message)
+            return events + self._generate_all(flush=True)
+        return events + super()._stream(message)
+
+    def close(self) -> list[Any]:
+        """``close_context``: everything sent so far is generated (flushed or not)."""
+        events: list[Any] = self._generate_all(flush=True)
+        self.state = TTSState.CLOSED
+        return events
 
     def first_text(self, message: ClientTextMessage) -> list[Any]:
         """Events for the text an initialising message carries."""
+        return self._first_text(message)
+
+    def _first_text(self, message: ClientTextMessage) -> list[Any]:
         if not message.text.strip() and not message.flush:
             return []
         return self._stream(message)
@@ -87,8 +104,18 @@ class ContextText:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextReinitialized:
+    """New ``voice_settings`` for this context: they apply to its ``ContextText`` after this."""
+
+    context_id: str
+    init: Initialized
+
+
+@dataclass(frozen=True, slots=True)
 class ContextClosed:
-    """Stop this context now: cancel its synthesis, send nothing more of it."""
+    """No more input for this context: voice its ``ContextText`` already given, then send its
+    final (``reason`` is ``"closed"`` or ``"timeout"``). It no longer counts as open; call
+    ``MultiStreamSession.finished`` once its final is sent."""
 
     context_id: str
     reason: str = "closed"
@@ -99,7 +126,7 @@ class SocketClosing:
     """``close_socket``: finish what was flushed in every context, then close the socket."""
 
 
-MultiEvent = ContextOpened | ContextText | ContextClosed | SocketClosing
+MultiEvent = ContextOpened | ContextText | ContextReinitialized | ContextClosed | SocketClosing
 
 
 class MultiStreamSession:
@@ -117,6 +144,10 @@ class MultiStreamSession:
         self.max_message_bytes = max_message_bytes
         self.max_buffer_chars = max_buffer_chars
         self.contexts: dict[str, ContextSession] = {}
+        self.finishing: dict[str, int] = {}
+        """Closed contexts whose audio is still being sent (id → how many): a frame without text
+        naming one (a late flush, keep-alive or second close) is ignored rather than opening a
+        fresh context; a frame with text opens a fresh context under the same id."""
         self.closing = False
         self._last_input = now
 
@@ -128,12 +159,20 @@ class MultiStreamSession:
         return min(c.deadline or float("inf") for c in self.contexts.values())
 
     def expire(self, now: float) -> list[MultiEvent]:
-        """Contexts idle past ``inactivity_timeout`` close; an idle socket with none is an error."""
+        """Contexts idle past ``inactivity_timeout`` close; an idle socket with none is an error.
+
+        A context that times out voices what was already released for synthesis (flushed, or
+        cut by the schedule) and then sends its final; text still buffered unflushed is dropped,
+        because the client stopped sending without asking for it — voicing a fragment seconds
+        later would surprise more than it helps.
+        """
         events: list[MultiEvent] = []
         for cid, context in list(self.contexts.items()):
             deadline = context.deadline
             if deadline is not None and now >= deadline:
                 del self.contexts[cid]
+                context.state = TTSState.CLOSED
+                self.finishing[cid] = self.finishing.get(cid, 0) + 1
                 events.append(ContextClosed(cid, "timeout"))
         if not self.contexts and not events and now >= self._last_input + self.params.inactivity_timeout:
             raise ProtocolError(
@@ -143,6 +182,21 @@ class MultiStreamSession:
             )
         return events
 
+    def finished(self, context_id: str) -> None:
+        """The server sent the final of a closed context: its id is no longer finishing."""
+        left = self.finishing.get(context_id, 0) - 1
+        if left > 0:
+            self.finishing[context_id] = left
+        else:
+            self.finishing.pop(context_id, None)
+
+    def _close(self, cid: str, context: ContextSession) -> list[MultiEvent]:
+        del self.contexts[cid]
+        self.finishing[cid] = self.finishing.get(cid, 0) + 1
+        events: list[MultiEvent] = [ContextText(cid, e) for e in context.close() if isinstance(e, Generate)]
+        events.append(ContextClosed(cid))
+        return events
+
     def receive(self, frame: str | bytes, now: float) -> list[MultiEvent]:
         if self.closing:
             raise ProtocolError(INVALID_INPUT, "The socket is closing (close_socket was sent).")
@@ -150,16 +204,25 @@ class MultiStreamSession:
         assert isinstance(message, MultiClientMessage)
         self._last_input = now
         if message.close_socket:
+            # Every open context closes as close_context would: all its text is voiced.
             self.closing = True
-            return [SocketClosing()]
+            events: list[MultiEvent] = []
+            for open_id, open_context in list(self.contexts.items()):
+                events.extend(self._close(open_id, open_context))
+            events.append(SocketClosing())
+            return events
         cid = message.context_id or DEFAULT_CONTEXT
         context = self.contexts.get(cid)
         if message.close_context:
             if context is None:
                 return []  # closing an unknown or already closed context is harmless
-            del self.contexts[cid]
-            return [ContextClosed(cid)]
-        events: list[MultiEvent] = []
+            if message.text or message.flush:
+                produced = context.receive_message(message.model_copy(update={"close_context": None}), now)
+                return [*self._wrap(cid, produced), *self._close(cid, context)]
+            return self._close(cid, context)
+        if context is None and cid in self.finishing and not message.text.strip():
+            return []  # a late flush or keep-alive of a context that is finishing: ignored
+        events = []
         if context is None:
             if len(self.contexts) >= MAX_CONTEXTS:
                 raise ProtocolError("max_active_conversations", TOO_MANY_CONTEXTS)
@@ -170,13 +233,24 @@ class MultiStreamSession:
                 max_buffer_chars=self.max_buffer_chars,
             )
             self.contexts[cid] = context
-            init = context.receive_message(message, now)[0]
+            produced = context.receive_message(message, now)
+            init = produced[0]
             assert isinstance(init, Initialized)
             events.append(ContextOpened(cid, init))
-            produced = context.first_text(message)
+            produced = produced[1:]
         else:
             produced = context.receive_message(message, now)
-        events.extend(ContextText(cid, e) for e in produced if isinstance(e, Generate))
+        events.extend(self._wrap(cid, produced))
+        return events
+
+    @staticmethod
+    def _wrap(cid: str, produced: list[Any]) -> list[MultiEvent]:
+        events: list[MultiEvent] = []
+        for event in produced:
+            if isinstance(event, Generate):
+                events.append(ContextText(cid, event))
+            elif isinstance(event, Initialized):
+                events.append(ContextReinitialized(cid, event))
         return events
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,21 +252,38 @@ TTSEvent = Initialized | Generate | InputEnded
 
 _SENTENCE_END = ".!?…"
 _CLAUSE_END = ",;:—)"
+_SENTENCE_AT_END = re.compile(r"[.!?…][\"'”’)\]]*\Z")
 
 
-def _best_cut(buffer: str, threshold: int) -> int:
+def _ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends a sentence right at its end: ``.!?…`` and any closing quotes or
+    brackets, with no whitespace after them."""
+    return bool(_SENTENCE_AT_END.search(text))
+
+
+def _inside_tag(text: str, i: int) -> bool:
+    """Whether position ``i`` is inside an SSML tag that is open at that point (``<break time=``):
+    with SSML parsing on, a cut there would split the tag into text the engine reads aloud."""
+    opening = text.rfind("<", 0, i)
+    return opening >= 0 and text.find(">", opening, i) < 0
+
+
+def _best_cut(buffer: str, threshold: int, ssml: bool = False) -> int:
     """Where to cut a buffer that reached its schedule threshold: never inside a word.
 
     Prefer the end of a sentence, then of a clause, as long as it keeps at least half the
     threshold, because engines phrase whole clauses better than arbitrary word runs.
     """
-    last_space = max((i for i, ch in enumerate(buffer) if ch.isspace()), default=-1)
+    spaces = [i for i, ch in enumerate(buffer) if ch.isspace() and not (ssml and _inside_tag(buffer, i))]
+    last_space = max(spaces, default=-1)
     if last_space <= 0:
         return 0
     floor = threshold // 2
     for marks in (_SENTENCE_END, _CLAUSE_END):
-        for i in range(last_space, floor - 1, -1):
-            if buffer[i].isspace() and i > 0 and buffer[i - 1] in marks:
+        for i in reversed(spaces):
+            if i < floor:
+                break
+            if i > 0 and buffer[i - 1] in marks:
                 return i + 1
     return last_space + 1
 
@@ -291,6 +309,9 @@ class TTSServerSession:
         self.schedule: tuple[int, ...] = DEFAULT_CHUNK_LENGTH_SCHEDULE
         self.voice_settings: VoiceSettings | None = None
         self._buffer = ""
+        self._joins: list[int] = []
+        """Buffer offsets where one message ended a sentence and the next began without a space:
+        a word boundary the engine must see, so the text is cut there (never sent as "there!I")."""
         self._generated = 0
         self._last_input = now
 
@@ -334,18 +355,20 @@ class TTSServerSession:
         try:
             self._last_input = now
             if self.state is TTSState.AWAITING_INIT:
-                return [self._initialise(message)]
+                events: list[TTSEvent] = [self._initialise(message)]
+                events.extend(self._first_text(message))
+                return events
             return self._stream(message)
         except ProtocolError:
             self.state = TTSState.CLOSED
             raise
 
     def _initialise(self, message: ClientTextMessage) -> Initialized:
-        if message.text != " ":
+        if message.text == "":
             raise ProtocolError(
                 INVALID_INPUT,
-                'The first message must initialise the stream with text " " (a single space); '
-                f"got text {message.text[:40]!r}.",
+                'The first message must initialise the stream (text " ", or the first text); '
+                "an empty text would end input before it started.",
             )
         config = message.generation_config or message.generator_config
         if config is not None and config.chunk_length_schedule is not None:
@@ -353,6 +376,14 @@ class TTSServerSession:
         self.voice_settings = message.voice_settings
         self.state = TTSState.STREAMING
         return Initialized(message.voice_settings, self.schedule, message.api_key, message.authorization)
+
+    def _first_text(self, message: ClientTextMessage) -> list[TTSEvent]:
+        """The text a first message carries beside the settings (the websockets guide's own
+        example sends ``"Hello world. "`` first): buffered like any later text. The conventional
+        ``" "`` voices nothing and is not part of the text that alignment covers."""
+        if not message.text.strip() and not message.flush:
+            return []
+        return self._stream(message)
 
     def _stream(self, message: ClientTextMessage) -> list[TTSEvent]:
         if message.voice_settings is not None and message.voice_settings != self.voice_settings:
@@ -367,7 +398,7 @@ class TTSServerSession:
             self.state = TTSState.INPUT_ENDED
             events.append(InputEnded())
             return events
-        self._buffer += message.text
+        self._append(message.text)
         if len(self._buffer) > self.max_buffer_chars:
             raise ProtocolError(
                 MESSAGE_TOO_LARGE,
@@ -377,15 +408,28 @@ class TTSServerSession:
             return self._generate_all(flush=True)
         return self._generate_by_schedule(bool(message.try_trigger_generation))
 
+    def _append(self, text: str) -> None:
+        if text and not text[0].isspace() and _ends_sentence(self._buffer):
+            self._joins.append(len(self._buffer))
+        self._buffer += text
+
     def _emit(self, cut: int, flush: bool) -> list[TTSEvent]:
         text, self._buffer = self._buffer[:cut], self._buffer[cut:]
         if not text.strip():
             # Whitespace alone makes no sound: keep it so alignment still covers every character.
             self._buffer = text + self._buffer
             return []
-        event = Generate(text, self._generated, flush)
-        self._generated += 1
-        return [event]
+        bounds = [j for j in self._joins if 0 < j < cut]
+        self._joins = [j - cut for j in self._joins if j > cut]
+        events: list[TTSEvent] = []
+        start = 0
+        for end in [*bounds, cut]:
+            # Each part is its own Generate: the client's characters are untouched (alignment
+            # still concatenates to exactly what was sent) and the engine hears two sentences.
+            events.append(Generate(text[start:end], self._generated, flush))
+            self._generated += 1
+            start = end
+        return events
 
     def _generate_all(self, flush: bool) -> list[TTSEvent]:
         return self._emit(len(self._buffer), flush)
@@ -400,7 +444,11 @@ class TTSServerSession:
                 threshold = self.schedule[min(self._generated, len(self.schedule) - 1)]
                 if try_trigger:
                     threshold = min(threshold, TRY_TRIGGER_MIN_CHARS)
-                cut = _best_cut(self._buffer, threshold) if len(self._buffer.strip()) >= threshold else 0
+                cut = (
+                    _best_cut(self._buffer, threshold, self.params.enable_ssml_parsing)
+                    if len(self._buffer.strip()) >= threshold
+                    else 0
+                )
             if cut <= 0:
                 return events
             emitted = self._emit(cut, flush=False)
@@ -409,13 +457,21 @@ class TTSServerSession:
             events.extend(emitted)
 
     def _auto_cut(self) -> int:
-        """``auto_mode``: generate each complete sentence or clause as soon as it is there."""
+        """``auto_mode``: generate each complete sentence or clause as soon as it is there.
+
+        A buffer that ends a sentence (the message just received did) is generated whole at
+        once: auto-mode clients send one sentence per message, often with no trailing space.
+        """
         buf = self._buffer
+        ssml = self.params.enable_ssml_parsing
+        if _ends_sentence(buf) and not (ssml and _inside_tag(buf, len(buf))):
+            return len(buf)
         for i in range(len(buf) - 1, 0, -1):
-            if buf[i].isspace() and buf[i - 1] in _SENTENCE_END + _CLAUSE_END:
+            marked = buf[i].isspace() and buf[i - 1] in _SENTENCE_END + _CLAUSE_END
+            if marked and not (ssml and _inside_tag(buf, i)):
                 return i + 1
         if len(buf) >= AUTO_MODE_MAX_CHARS:
-            return _best_cut(buf, AUTO_MODE_MAX_CHARS)
+            return _best_cut(buf, AUTO_MODE_MAX_CHARS, ssml)
         return 0
 
 
