@@ -56,7 +56,6 @@ def test_query_defaults_and_effective_config() -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        [("bogus", "1")],
         [("audio_format", "mp3_44100")],
         [("commit_strategy", "sometimes")],
         [("vad_silence_threshold_secs", "9")],
@@ -106,7 +105,6 @@ def test_ulaw_input_is_decoded() -> None:
         (chunk(b"\x00\x01\x02"), "input_error"),  # odd byte count
         (chunk(b"\x00\x00" * 10, sample_rate=44100), "input_error"),  # disagrees with audio_format
         (chunk(b"\x00\x00" * 20000), "chunk_size_exceeded"),  # 1.25 s > 1 s limit
-        (chunk(b"", commit=True), "input_error"),  # commit with no audio
         ("not json", "input_error"),
         ('{"message_type": "transcribe_please"}', "input_error"),
         (chunk(b"\x00\x00", commit="yes"), "input_error"),  # type: ignore[arg-type]
@@ -128,15 +126,79 @@ def test_previous_text_only_with_the_first_chunk() -> None:
         s.receive(chunk(b"\x00\x00" * 100, previous_text="too late"))
 
 
-def test_commit_after_vad_commit_needs_new_audio() -> None:
+def test_a_commit_with_nothing_pending_is_harmless() -> None:
+    """Both SDKs' commit() after VAD committed everything, or a double-tapped push-to-talk."""
     s = session()
+    assert s.receive(chunk(b"", commit=True)) == [CommitRequested(nothing_pending=True)]
     s.receive(chunk(b"\x00\x00" * 100))
     s.committed()  # the recogniser committed on its own
-    with pytest.raises(ProtocolError, match="no uncommitted audio"):
-        s.receive(chunk(b"", commit=True))
+    assert s.receive(chunk(b"", commit=True)) == [CommitRequested(nothing_pending=True)]
+    assert s.receive(chunk(b"", commit=True)) == [CommitRequested(nothing_pending=True)]
+    events = s.receive(chunk(b"\x00\x00" * 100, commit=True))  # the session goes on
+    assert isinstance(events[0], AudioIn) and events[1] == CommitRequested(nothing_pending=False)
+
+
+def test_unknown_query_parameters_are_accepted_and_named() -> None:
+    p = RealtimeParams.from_query(
+        [
+            ("model_id", "scribe_v2_realtime"),
+            ("timestamps_granularity", "word"),
+            ("sample_rate", "16000"),
+            ("sample_rate", "16000"),  # even twice
+            ("bogus", "1"),
+            ("token", "sw_x"),  # known, read by the auth layer: not reported
+        ]
+    )
+    assert p.ignored == ("timestamps_granularity", "sample_rate", "bogus")
+    assert p.model_id == "scribe_v2_realtime"
+
+
+def test_config_vad_commit_strategy_is_the_strategy_string() -> None:
+    assert session().params.config_json()["vad_commit_strategy"] == "manual"
+    config = session(commit_strategy="vad").params.config_json()
+    assert config["vad_commit_strategy"] == "vad" and config["commit_strategy"] == "vad"
+
+
+def test_language_detection_alone_asks_for_the_language_copy_without_words() -> None:
+    assert not session().params.language_message
+    assert session(include_timestamps="true").params.language_message
+    p = session(include_language_detection="true").params
+    assert p.language_message and not p.include_timestamps
+    m = committed_with_timestamps("hello", None, p.language_code)
+    assert m == {
+        "message_type": "committed_transcript_with_timestamps",
+        "text": "hello",
+        "language_code": "en",
+        "words": None,
+    }
 
 
 def test_timestamps_message_has_words_and_spacing() -> None:
     m = committed_with_timestamps("hello world", [("hello", 0.1, 0.4), ("world", 0.5, 0.9)], "en")
     assert [w["type"] for w in m["words"]] == ["word", "spacing", "word"]
-    assert m["words"][2] == {"text": "world", "start": 0.5, "end": 0.9, "type": "word"}
+    assert m["words"][2] == {"text": "world", "start": 0.5, "end": 0.9, "type": "word", "logprob": 0.0}
+    assert all(w["logprob"] == 0.0 for w in m["words"])  # no engine confidence: neutral log(1)
+
+
+def test_words_carry_the_engines_logprob() -> None:
+    m = committed_with_timestamps("hi there", [("hi", 0.0, 0.2, -0.05), ("there", 0.3, 0.6, None)], "en")
+    assert [w["logprob"] for w in m["words"]] == [-0.05, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("pieces", "joined"),
+    [
+        (["Sir,", ", I exist."], "Sir, I exist."),  # the doubled comma of issue 12
+        (["Sir,", ",I exist."], "Sir, I exist."),
+        (["Sir", ", I exist."], "Sir, I exist."),  # the comma belongs to the piece before
+        (["Sir.", "I exist."], "Sir. I exist."),
+        (["", "Hello", "  ", "world."], "Hello world."),
+        ([", hello"], "hello"),
+        (["Well...", "... fine."], "Well... fine."),
+        ([], ""),
+    ],
+)
+def test_joining_decodes_never_doubles_punctuation(pieces: list[str], joined: str) -> None:
+    from speechwire.engines.base import join_texts
+
+    assert join_texts(pieces) == joined

@@ -47,6 +47,8 @@ class CommittedTranscript:
     text: str
     received_at: float
     words: tuple[dict[str, Any], ...] = ()
+    timestamped: bool = False
+    """The ``committed_transcript_with_timestamps`` copy of a commit (``events()`` skips it)."""
 
 
 TranscriptEvent = SessionStarted | PartialTranscript | CommittedTranscript
@@ -179,7 +181,10 @@ class RealtimeTranscriber:
             self._last_partial_at = None
             return CommittedTranscript(str(data.get("text", "")), now)
         if kind == "committed_transcript_with_timestamps":
-            return CommittedTranscript(str(data.get("text", "")), now, tuple(data.get("words", [])))
+            # The copy of a commit already parsed; ``words`` is null without include_timestamps.
+            return CommittedTranscript(
+                str(data.get("text", "")), now, tuple(data.get("words") or ()), timestamped=True
+            )
         raise server_error(str(kind), str(data.get("error", data)))
 
     async def events(self) -> AsyncIterator[TranscriptEvent]:
@@ -188,7 +193,7 @@ class RealtimeTranscriber:
         try:
             async for frame in ws:
                 event = self._parse(frame)
-                if isinstance(event, CommittedTranscript) and event.words:
+                if isinstance(event, CommittedTranscript) and event.timestamped:
                     continue  # the timestamped twin of a committed transcript already yielded
                 yield event
         except websockets.ConnectionClosedError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -76,6 +77,8 @@ class RecognizedWord:
     text: str
     start_s: float
     end_s: float
+    logprob: float | None = None
+    """Natural log of the engine's word probability, when it reports one (Scribe's ``logprob``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +106,30 @@ class STTEngine(Protocol):
     def recognize(
         self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
     ) -> Recognition: ...
+
+
+_PUNCT = ",.;:!?…"
+
+
+def join_texts(pieces: Iterable[str]) -> str:
+    """Join the texts of consecutive decodes of one stream into one transcript.
+
+    A decode that starts inside a sentence often begins with the punctuation that ends the
+    previous piece (``"Sir,"`` then ``", I exist."``): a plain ``" ".join`` gives "Sir, , I exist."
+    and, collapsed, "Sir,, I exist.". Punctuation at the start of a piece belongs to the piece
+    before it: it is dropped when that piece already ends in punctuation, else attached to it
+    without a space. Empty pieces vanish.
+    """
+    out = ""
+    for raw in pieces:
+        piece = raw.strip()
+        if not out:
+            out = piece.lstrip(_PUNCT + " ")
+            continue
+        stripped = piece.lstrip(_PUNCT + " ")
+        lead = piece[: len(piece) - len(stripped)].replace(" ", "")
+        if lead and out[-1] not in _PUNCT:
+            out += lead[0]
+        if stripped:
+            out += " " + stripped
+    return out

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Recognition
+from speechwire.engines.base import Recognition, join_texts
 
 
 def default_model_path() -> Path:
@@ -76,5 +76,5 @@ class MoonshineEngine:
             transcript = t._parse_transcript(out)
         finally:
             self._free.put(t)
-        text = " ".join(line.text.strip() for line in transcript.lines if line.text.strip())
+        text = join_texts(line.text for line in transcript.lines)
         return Recognition(text, (), 1000 * (time.perf_counter() - start))

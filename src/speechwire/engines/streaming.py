@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Recognition, STTEngine
+from speechwire.engines.base import Recognition, STTEngine, join_texts
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.vad import FRAME, SileroVAD
 
@@ -55,11 +55,12 @@ class Partial:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """A committed segment. ``words`` are (text, start, end) in seconds of stream time;
-    ``speech_end_s`` is where the VAD saw speech end (stream time), for latency figures."""
+    """A committed segment. ``words`` are (text, start, end, logprob) in seconds of stream time,
+    logprob None when the engine reports none; ``speech_end_s`` is where the VAD saw speech end
+    (stream time), for latency figures. ``text`` is empty when nothing was said."""
 
     text: str
-    words: tuple[tuple[str, float, float], ...]
+    words: tuple[tuple[str, float, float, float | None], ...]
     speech_end_s: float
 
 
@@ -227,7 +228,7 @@ class StreamingRecognizer:
                 self._last_partial_decode_s = tail.decode_ms / 1000
                 settled = [await p.task for p in list(self._phrases)]
                 if generation == self._generation:
-                    text = " ".join(r.text for r in [*settled, tail] if r.text)
+                    text = join_texts(r.text for r in [*settled, tail])
                     if text:
                         self.partials_sent += 1
                         await self._emit(Partial(text))
@@ -248,10 +249,10 @@ class StreamingRecognizer:
         phrases, self._phrases = self._phrases, []
         self._generation += 1
         results = [await p.task for p in phrases]
-        words: list[tuple[str, float, float]] = []
+        words: list[tuple[str, float, float, float | None]] = []
         for phrase, result in zip(phrases, results, strict=True):
             words.extend(_words_of(phrase, result))
-        text = " ".join(r.text for r in results if r.text).strip()
+        text = join_texts(r.text for r in results)
         speech_end_s = self._last_speech_end / RATE
         self._drop_before(end)
         self._heard_speech = False
@@ -267,19 +268,20 @@ class StreamingRecognizer:
             self._partial_task.cancel()
 
 
-def _words_of(phrase: _Phrase, result: Recognition) -> list[tuple[str, float, float]]:
+def _words_of(phrase: _Phrase, result: Recognition) -> list[tuple[str, float, float, float | None]]:
     """Stream-time word timings: the engine's when it gives them, else spread by length."""
     offset = phrase.start / RATE
     if result.words:
-        return [(w.text, offset + w.start_s, offset + w.end_s) for w in result.words]
-    tokens = result.text.split()
+        return [(w.text, offset + w.start_s, offset + w.end_s, w.logprob) for w in result.words]
+    tokens = join_texts([result.text]).split()
     if not tokens:
         return []
     span = (phrase.end - phrase.start) / RATE
     total = sum(len(t) + 1 for t in tokens)
-    out, t = [], offset
+    out: list[tuple[str, float, float, float | None]] = []
+    t = offset
     for token in tokens:
         d = span * (len(token) + 1) / total
-        out.append((token, t, t + d * len(token) / (len(token) + 1)))
+        out.append((token, t, t + d * len(token) / (len(token) + 1), None))
         t += d
     return out

@@ -7,6 +7,7 @@ streaming recogniser.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -163,7 +164,10 @@ class WhisperEngine:
         if not self.multilingual:
             language = "en"
         result = self.transcribe(pcm16k, language=language, word_timestamps=word_timestamps)
-        words = tuple(RecognizedWord(w.text, w.start_s, w.end_s) for w in result.words)
+        words = tuple(
+            RecognizedWord(w.text, w.start_s, w.end_s, math.log(max(w.probability, 1e-6)))
+            for w in result.words
+        )
         return Recognition(result.text, words, result.decode_ms)
 
 

@@ -4,6 +4,12 @@
 client frame into events (``AudioIn``, ``CommitRequested``) or raises ``ProtocolError`` whose
 ``error`` is the protocol's ``message_type`` (``input_error``, ``chunk_size_exceeded``…).
 Message shapes follow ``shared/protocol/elevenlabs.md`` §4.
+
+Where upstream tolerates and real clients depend on it, so do we: a query parameter we do not
+know is ignored (named in ``RealtimeParams.ignored`` so the server can log it), because clients
+send parameters newer than any list (``timestamps_granularity``, ``sample_rate``…); and a commit
+with nothing pending is a harmless no-op (``CommitRequested(nothing_pending=True)``), because both
+SDKs' ``commit()`` is called after VAD already committed, and push-to-talk double-taps.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import base64
 import binascii
 import enum
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +46,12 @@ _FLAGS = (
     "no_verbatim",
     "filter_background_audio",
 )
-_ACCEPTED_AND_IGNORED = ("token", "entity_redaction_mode", "transcript_edit")
+_ACCEPTED_AND_IGNORED = ("token", "single_use_token", "entity_redaction_mode", "transcript_edit")
+"""Known to us, not acted on, and not worth a log line (auth is read by the server's auth layer)."""
 _REPEATABLE = ("keyterms", "secondary_languages", "entity_detection", "entity_redaction")
+NEUTRAL_LOGPROB = 0.0
+"""``logprob`` of a word whose engine reports no confidence (Moonshine): log(1), i.e. "no
+information". Upstream's types make ``logprob`` a required number, so it is never left out."""
 _RANGES: dict[str, tuple[float, float, float]] = {
     # name: (min, max, default)
     "vad_silence_threshold_secs": (0.3, 3.0, 1.5),
@@ -89,14 +99,30 @@ class RealtimeParams:
     no_verbatim: bool = False
     filter_background_audio: bool = False
     keyterms: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    """Names of query parameters we do not know, accepted and ignored (for a log line)."""
+
+    @property
+    def language_message(self) -> bool:
+        """Whether each commit is followed by ``committed_transcript_with_timestamps``.
+
+        Upstream sends it when either ``include_timestamps`` or ``include_language_detection`` is
+        set, and only that copy carries ``language_code``: pipecat and others then treat it as
+        the final and skip the plain ``committed_transcript``."""
+        return self.include_timestamps or self.include_language_detection
 
     @staticmethod
     def from_query(items: Iterable[tuple[str, str]]) -> RealtimeParams:
-        """Validate query parameters; unknown ones are refused (``invalid_request``)."""
+        """Validate the query parameters we know; unknown ones are accepted and ignored (as the
+        TTS routes do, and as upstream does): newer clients send parameters newer than any list."""
         values: dict[str, Any] = {}
+        ignored: list[str] = []
         for name, value in items:
             if name in _REPEATABLE:
                 values.setdefault(name, []).append(value)
+            elif not _known(name):
+                if name not in ignored:
+                    ignored.append(name)
             elif name in values:
                 raise stt_error(INVALID_REQUEST, f"query parameter {name!r} given twice")
             else:
@@ -132,11 +158,9 @@ class RealtimeParams:
                 if len(value) > 50 or any(len(k) > 20 for k in value):
                     raise stt_error(INVALID_REQUEST, "keyterms: at most 50 terms of at most 20 characters")
                 kwargs["keyterms"] = tuple(value)
-            elif name in _REPEATABLE or name in _ACCEPTED_AND_IGNORED:
+            else:  # the other repeatable ones and _ACCEPTED_AND_IGNORED
                 continue
-            else:
-                raise stt_error(INVALID_REQUEST, f"Unknown query parameter {name!r}.")
-        return RealtimeParams(**kwargs)
+        return RealtimeParams(**kwargs, ignored=tuple(ignored))
 
     def config_json(self) -> dict[str, Any]:
         return {
@@ -144,7 +168,9 @@ class RealtimeParams:
             "audio_format": self.audio_format.name,
             "language_code": self.language_code,
             "commit_strategy": self.commit_strategy,
-            "vad_commit_strategy": self.commit_strategy == "vad",
+            # Upstream's name (asyncapi ``ConfigVadCommitStrategy``): the strategy as a string.
+            "vad_commit_strategy": self.commit_strategy,
+            "timestamps_granularity": "word" if self.include_timestamps else "none",
             "vad_silence_threshold_secs": self.vad_silence_threshold_secs,
             "vad_threshold": self.vad_threshold,
             "min_speech_duration_ms": self.min_speech_duration_ms,
@@ -155,7 +181,18 @@ class RealtimeParams:
             "include_language_detection": self.include_language_detection,
             "keyterms": list(self.keyterms),
             "no_verbatim": self.no_verbatim,
+            "filter_background_audio": self.filter_background_audio,
         }
+
+
+def _known(name: str) -> bool:
+    return (
+        name in ("model_id", "audio_format", "language_code", "commit_strategy")
+        or name in _RANGES
+        or name in _FLAGS
+        or name in _REPEATABLE
+        or name in _ACCEPTED_AND_IGNORED
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +213,13 @@ class EncodedAudioIn:
 
 @dataclass(frozen=True, slots=True)
 class CommitRequested:
-    """The client asked to commit what it has sent (manual commit)."""
+    """The client asked to commit what it has sent (manual commit).
+
+    ``nothing_pending``: no audio arrived since the last commit (the SDKs' ``commit()`` after a
+    VAD commit, a double-tapped push-to-talk). Not an error: the server answers with an empty
+    ``committed_transcript``, so a client that waits for the commit's answer is released."""
+
+    nothing_pending: bool = False
 
 
 STTEvent = AudioIn | EncodedAudioIn | CommitRequested
@@ -288,10 +331,9 @@ class STTServerSession:
         return pcm
 
     def _commit(self) -> CommitRequested:
-        if self.uncommitted_samples == 0:
-            raise stt_error(INPUT_ERROR, "Commit with no uncommitted audio.")
+        nothing = self.uncommitted_samples == 0
         self.uncommitted_samples = 0
-        return CommitRequested()
+        return CommitRequested(nothing_pending=nothing)
 
 
 def session_started(session_id: str, params: RealtimeParams) -> dict[str, Any]:
@@ -306,12 +348,31 @@ def committed_transcript(text: str) -> dict[str, Any]:
     return {"message_type": "committed_transcript", "text": text}
 
 
+TimedWord = tuple[str, float, float] | tuple[str, float, float, float | None]
+"""(text, start_s, end_s) or (text, start_s, end_s, logprob); logprob None when unknown."""
+
+
 def committed_with_timestamps(
-    text: str, words: list[tuple[str, float, float]], language_code: str | None
+    text: str, words: Sequence[TimedWord] | None, language_code: str | None
 ) -> dict[str, Any]:
-    """Words with start/end in seconds from the start of the session's audio, spacing between."""
+    """The copy of a commit that carries ``language_code`` (and, when asked, the words).
+
+    ``words`` have start/end in seconds from the start of the session's audio, with spacing
+    items between them, each with ``logprob`` (``NEUTRAL_LOGPROB`` when the engine has none).
+    ``words=None`` — language detection without timestamps — sends ``"words": null``, as
+    upstream does (pipecat's handler documents the null; the asyncapi type has it optional)."""
+    message: dict[str, Any] = {
+        "message_type": "committed_transcript_with_timestamps",
+        "text": text,
+        "language_code": language_code or "en",
+        "words": None,
+    }
+    if words is None:
+        return message
     items: list[dict[str, Any]] = []
-    for i, (word, start, end) in enumerate(words):
+    for i, word in enumerate(words):
+        token, start, end = word[0], word[1], word[2]
+        logprob = word[3] if len(word) == 4 else None
         if i:
             prev_end = words[i - 1][2]
             items.append(
@@ -320,15 +381,20 @@ def committed_with_timestamps(
                     "start": round(prev_end, 3),
                     "end": round(max(prev_end, start), 3),
                     "type": "spacing",
+                    "logprob": NEUTRAL_LOGPROB,
                 }
             )
-        items.append({"text": word, "start": round(start, 3), "end": round(end, 3), "type": "word"})
-    return {
-        "message_type": "committed_transcript_with_timestamps",
-        "text": text,
-        "language_code": language_code or "en",
-        "words": items,
-    }
+        items.append(
+            {
+                "text": token,
+                "start": round(start, 3),
+                "end": round(end, 3),
+                "type": "word",
+                "logprob": round(NEUTRAL_LOGPROB if logprob is None else logprob, 4),
+            }
+        )
+    message["words"] = items
+    return message
 
 
 def input_audio_chunk(

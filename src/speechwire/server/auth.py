@@ -1,14 +1,21 @@
 """Who may open a session: server API keys for programs, single-use tokens for browsers.
 
 Order of checks for a WebSocket, each refusal in the protocol's own error shape:
-1. a browser's ``Origin`` must be the server's own or in ``allowed_origins`` (a page elsewhere
-   must not borrow a user's network position or cookies);
-2. a token in the query (``single_use_token`` as the TTS protocol names it, ``token`` as Scribe
-   does; either works on every route) must be live and unused, whatever else is configured;
+1. a token in the query (``single_use_token`` as the TTS protocol names it, ``token`` as Scribe
+   does; either works on every route) must be live and unused, whatever else is configured. A
+   token minted with an API key (an app's backend holds the key) is itself the authorisation,
+   as upstream: it is accepted from any ``Origin`` — that is how a page on the app's own origin
+   uses ``@elevenlabs/client``. A token minted without a key (a key-less dev server, or the demo
+   page with ``page_tokens``) proves nothing about the page, so its socket still passes 2;
+2. a browser's ``Origin`` must be the server's own or in ``allowed_origins`` (a page elsewhere
+   must not borrow a user's network position or cookies, nor a dev server's open door);
 3. otherwise, with API keys configured: the ``xi-api-key`` header, ``authorization: Bearer``,
    or, on TTS routes, ``xi_api_key`` / ``xi-api-key`` / ``authorization`` in the first message;
 4. the caller (the key, the key that minted the token, or the client address on a dev server)
    must be within its rate limit.
+
+A page-minted token presented from a refused Origin is used up by the attempt (it is consumed
+before its owner is known); such a token could only have come from that page anyway.
 """
 
 from __future__ import annotations
@@ -77,6 +84,11 @@ def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
     return urlsplit(origin).netloc == host  # the page this server serves itself
 
 
+def minted_with_key(owner: str) -> bool:
+    """Whether a token's owner is an API key (``caller_id``), not a page or a dev-server client."""
+    return owner.startswith("key:")
+
+
 def _key_from_first_message(frame: str | bytes | None) -> str | None:
     if not isinstance(frame, str):
         return None
@@ -107,14 +119,17 @@ def replay_first_message(ws: WebSocket, message: Any) -> None:
 
 async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str | ProtocolError:
     """The caller's name, or why it is refused."""
-    if not origin_allowed(ws, state):
-        return ProtocolError(ORIGIN_NOT_ALLOWED, "This Origin may not open sessions here.", POLICY_VIOLATION)
+    refused = ProtocolError(ORIGIN_NOT_ALLOWED, "This Origin may not open sessions here.", POLICY_VIOLATION)
     token = ws.query_params.get("single_use_token") or ws.query_params.get("token")
     if token is not None:
         owner = await state.tokens.consume(token, kind)
         if owner is None:
             return ProtocolError(INVALID_API_KEY, INVALID_TOKEN_MESSAGE, POLICY_VIOLATION)
+        if not minted_with_key(owner) and not origin_allowed(ws, state):
+            return refused
         return owner
+    if not origin_allowed(ws, state):
+        return refused
     if not state.settings.api_keys:
         return "ip:" + (ws.client.host if ws.client else "unknown")
     key = presented_key(ws)

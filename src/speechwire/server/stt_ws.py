@@ -4,6 +4,13 @@ Frames go through the sans-I/O ``STTServerSession`` (validation, base64, commit 
 resampled to 16 kHz and fed to the engine-agnostic ``StreamingRecognizer``, whose partial and
 committed transcripts are sent back. A protocol error sends ``{"message_type", "error"}`` and
 closes the socket; other sessions never notice.
+
+Tolerance, as upstream: unknown query parameters are ignored (logged once per name per process);
+a commit with nothing pending is answered with an empty ``committed_transcript`` (and its
+timestamped copy when asked), never an error — the Python SDK, ``@elevenlabs/client`` and pipecat
+all send ``commit()`` after a VAD commit, and an app that awaits the commit's transcript must not
+hang. With ``include_timestamps`` or ``include_language_detection``, every commit is followed by
+``committed_transcript_with_timestamps`` carrying ``language_code`` (words only with timestamps).
 """
 
 from __future__ import annotations
@@ -64,6 +71,16 @@ CLOUD_STT_MODELS = (
     "scribe_v2",
 )
 ENGLISH = (None, "en", "eng", "en-US", "en-GB")
+_logged_ignored: set[str] = set()
+
+
+def log_ignored(names: tuple[str, ...]) -> None:
+    """One info line per unknown query parameter name per process: enough to notice a client
+    relying on something we do not do, without a line per session."""
+    for name in names:
+        if name not in _logged_ignored:
+            _logged_ignored.add(name)
+            log.info("realtime STT: query parameter %r is not supported here; ignored", name)
 
 
 def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
@@ -109,6 +126,7 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
     sid = uuid.uuid4().hex
     try:
         params = RealtimeParams.from_query(ws.query_params.multi_items())
+        log_ignored(params.ignored)
         engine = resolve_stt(state, params)
     except ProtocolError as exc:
         await sender.fail(exc)
@@ -122,14 +140,19 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
             await sender.send(partial_transcript(event.text))
         elif isinstance(event, Committed):
             session.committed()
-            await sender.send(committed_transcript(event.text))
-            arrived = arrivals.arrival_of(event.speech_end_s)
+            await send_committed(event.text, list(event.words))
+            arrived = arrivals.arrival_of(event.speech_end_s) if event.text else None
             if arrived is not None:
                 state.metrics.stt_final.observe(time.monotonic() - arrived)
-            if params.include_timestamps:
-                await sender.send(
-                    committed_with_timestamps(event.text, list(event.words), params.language_code)
+
+    async def send_committed(text: str, words: list[tuple[str, float, float, float | None]]) -> None:
+        await sender.send(committed_transcript(text))
+        if params.language_message:
+            await sender.send(
+                committed_with_timestamps(
+                    text, words if params.include_timestamps else None, params.language_code
                 )
+            )
 
     config = RecognizerConfig(
         commit_on_vad=params.commit_strategy == "vad",
@@ -159,7 +182,9 @@ async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) ->
                 elif isinstance(event, EncodedAudioIn) and encoded is not None:
                     await encoded.feed(event.data)
                 elif isinstance(event, CommitRequested):
-                    if encoded is not None:
+                    if event.nothing_pending:
+                        await send_committed("", [])  # harmless: see the module docstring
+                    elif encoded is not None:
                         await encoded.commit()
                     else:
                         await recognizer.commit()
