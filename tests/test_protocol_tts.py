@@ -369,3 +369,9 @@ def test_close_socket_closes_every_context_with_its_text() -> None:
     events = m(s, close_socket=True)
     assert ctx_texts(events, "a") == ["One, "]
     assert [type(e).__name__ for e in events][-3:] == ["ContextClosed", "ContextClosed", "SocketClosing"]
+
+
+def test_keep_alive_for_no_open_context_opens_none() -> None:
+    s = multi()
+    assert m(s, text="") == [] and m(s, text="", context_id="gone", flush=True) == []
+    assert s.contexts == {}

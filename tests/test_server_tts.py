@@ -153,7 +153,7 @@ BAD_INPUTS: list[tuple[str, dict[str, str], list[Any], str]] = [
     ("not json", {}, [{"text": " "}, "this is not json"], "invalid_input_message"),
     ("wrong type", {}, [{"text": " "}, {"text": 42}], "invalid_input_message"),
     ("flush not bool", {}, [{"text": " "}, {"text": "hi ", "flush": "yes"}], "invalid_input_message"),
-    ("text before init", {}, [{"text": "Hello world "}], "invalid_input_message"),
+    ("empty first text", {}, [{"text": ""}], "invalid_input_message"),
     ("binary frame", {}, [{"text": " "}, b"\x00\xff"], "invalid_input_message"),
     ("unknown voice", {"voice": "no-such-voice"}, [{"text": " "}], "voice_not_found"),
     ("unknown model", {"model_id": "eleven_nonexistent"}, [{"text": " "}], "model_not_found"),
@@ -248,3 +248,25 @@ def test_say_cli_writes_a_valid_wav(server: RunningServer, tmp_path: Path) -> No
     with wave.open(str(out)) as w:
         assert w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getframerate() == 22050
         assert w.getnframes() / w.getframerate() > 1.0
+
+
+async def test_first_message_with_text_is_init_plus_text(server: RunningServer) -> None:
+    # The websockets guide's own example sends settings, key and the first text together.
+    first = {
+        "text": "Hello world. ",
+        "voice_settings": {"stability": 0.5, "similarity_boost": 0.8, "use_speaker_boost": False},
+        "generation_config": {"chunk_length_schedule": [120, 160, 250, 290]},
+        "xi_api_key": "unused-in-dev",
+    }
+    url = f"{server.ws_url}/v1/text-to-speech/joe/stream-input?output_format=pcm_16000"
+    chars = ""
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps(first))
+        await ws.send(json.dumps({"text": "Nice to meet you. "}))
+        await ws.send(json.dumps({"text": ""}))
+        async for frame in ws:
+            data = json.loads(frame)
+            if data.get("audio"):
+                chars += "".join(data["alignment"]["chars"])
+        assert ws.close_code == 1000
+    assert chars == "Hello world. Nice to meet you. "

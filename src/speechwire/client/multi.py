@@ -1,8 +1,11 @@
 """``MultiContextTTS``: one ``multi-stream-input`` socket, several contexts, and barge-in.
 
-``interrupt()`` closes the current context, drops any of its audio still arriving or queued,
-and starts the next one; it records the time from the interrupt to the new context's first
-audio. Audio is yielded only for contexts that are still open.
+``close_context()`` ends a context's input; the server still voices all the text it was sent
+and then sends its final, so that audio keeps arriving and is yielded (the end of a turn).
+``interrupt()`` closes the current context *and cancels it here*: the server sends the rest of
+its audio anyway (upstream does too), and this client drops every chunk of a cancelled context
+until its final, then starts the next context and records the time from the interrupt to the
+new context's first audio.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class MultiContextTTS:
         self.current: str | None = None
         self.open_contexts: set[str] = set()
         self.closed_contexts: set[str] = set()
+        """Closed, final not yet received: their audio is still yielded (end of turn)."""
+        self.cancelled_contexts: set[str] = set()
+        """Interrupted, final not yet received: their audio is dropped."""
         self.latency = MultiLatency()
         self._started_at: dict[str, float] = {}
         self._interrupted_at: dict[str, float] = {}
@@ -124,20 +130,22 @@ class MultiContextTTS:
         """The per-context keep-alive: an empty text resets that context's inactivity clock."""
         await self._send({"context_id": context_id or self.current, "text": ""})
 
-    async def close_context(self, context_id: str | None = None) -> None:
+    async def close_context(self, context_id: str | None = None, *, cancel: bool = False) -> None:
+        """End a context's input: its audio still comes, then its final — unless ``cancel``,
+        which drops every chunk of it that arrives from now on (barge-in)."""
         cid = context_id or self.current
         if cid is None:
             return
         self.open_contexts.discard(cid)
-        self.closed_contexts.add(cid)
+        (self.cancelled_contexts if cancel else self.closed_contexts).add(cid)
         if cid == self.current:
             self.current = None
         await self._send({"context_id": cid, "close_context": True})
 
     async def interrupt(self, text: str | None = None, *, flush: bool = True) -> str:
-        """Barge-in: close the current context (its late audio is dropped) and start the next."""
+        """Barge-in: close and cancel the current context (its late audio is dropped), start the next."""
         now = time.perf_counter()
-        await self.close_context()
+        await self.close_context(cancel=True)
         cid = await self.start_context(text or " ", flush=flush and bool(text))
         self._interrupted_at[cid] = now
         return cid
@@ -157,11 +165,17 @@ class MultiContextTTS:
                     raise server_error(event.error, event.message, event.code)
                 if isinstance(event, FinalReceived):
                     self.open_contexts.discard(cid)
+                    self.closed_contexts.discard(cid)
+                    if cid in self.cancelled_contexts:
+                        self.cancelled_contexts.discard(cid)
+                        continue  # the interrupted context is over: nothing to report
                     yield ContextFinished(cid)
                     continue
                 if isinstance(event, AudioReceived):
-                    if cid not in self.open_contexts:
-                        self.dropped_chunks += 1  # late audio of a closed context: never played
+                    if cid in self.cancelled_contexts or (
+                        cid not in self.open_contexts and cid not in self.closed_contexts
+                    ):
+                        self.dropped_chunks += 1  # late audio of an interrupted context: never played
                         continue
                     now = time.perf_counter()
                     if cid in self._interrupted_at:

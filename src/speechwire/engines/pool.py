@@ -4,12 +4,16 @@ Why not ``asyncio.to_thread``: its pool is unbounded in effect and first-come-fi
 has deadlines instead: a session waiting for its first sound must go before a session whose
 client still has seconds of audio queued. Ordering by deadline keeps the most sessions real-time
 on few cores.
+
+Jobs also carry a ``Lane``: background lanes (a closed TTS context finishing audio its client
+may be dropping) run only when no foreground job waits, so a barge-in's first phrase never
+queues behind the reply it interrupted. A lane can turn background while its job waits, so the
+queue is a list scanned at each pick (it holds about one job per stream) rather than a heap.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import threading
 import time
@@ -20,14 +24,30 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-@dataclass(order=True)
+class Lane:
+    """The scheduling class of one stream's jobs; flip ``background`` when nobody waits on it."""
+
+    __slots__ = ("background",)
+
+    def __init__(self, background: bool = False) -> None:
+        self.background = background
+
+
+_FOREGROUND = Lane()
+
+
+@dataclass(eq=False)
 class _Job:
     deadline: float
     seq: int
-    fn: Callable[[], Any] = field(compare=False)
-    future: asyncio.Future[Any] = field(compare=False)
-    loop: asyncio.AbstractEventLoop = field(compare=False)
-    queued_at: float = field(compare=False, default=0.0)
+    fn: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    queued_at: float = 0.0
+    lane: Lane = field(default=_FOREGROUND)
+
+    def key(self) -> tuple[bool, float, int]:
+        return (self.lane.background, self.deadline, self.seq)
 
 
 class EnginePool:
@@ -62,16 +82,27 @@ class EnginePool:
     def busy(self) -> int:
         return self._busy
 
-    async def run(self, fn: Callable[[], T], deadline: float | None = None) -> T:
-        """Run ``fn`` on a worker; ``deadline`` is a ``time.monotonic()`` value (default: now)."""
+    async def run(self, fn: Callable[[], T], deadline: float | None = None, lane: Lane | None = None) -> T:
+        """Run ``fn`` on a worker; ``deadline`` is a ``time.monotonic()`` value (default: now).
+
+        Foreground jobs go first, then earliest deadline; ``lane`` defaults to foreground.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         now = time.monotonic()
-        job = _Job(deadline if deadline is not None else now, next(self._seq), fn, future, loop, now)
+        job = _Job(
+            deadline if deadline is not None else now,
+            next(self._seq),
+            fn,
+            future,
+            loop,
+            now,
+            lane or _FOREGROUND,
+        )
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"{self.name} pool is closed")
-            heapq.heappush(self._heap, job)
+            self._heap.append(job)
             self._cond.notify()
         return await future
 
@@ -82,7 +113,8 @@ class EnginePool:
                     self._cond.wait()
                 if self._closed and not self._heap:
                     return
-                job = heapq.heappop(self._heap)
+                job = min(self._heap, key=_Job.key)
+                self._heap.remove(job)
                 if job.future.cancelled():
                     continue
                 self._busy += 1

@@ -174,7 +174,8 @@ class MultiStreamSession:
                 context.state = TTSState.CLOSED
                 self.finishing[cid] = self.finishing.get(cid, 0) + 1
                 events.append(ContextClosed(cid, "timeout"))
-        if not self.contexts and not events and now >= self._last_input + self.params.inactivity_timeout:
+        idle = not self.contexts and not self.finishing and not events
+        if idle and now >= self._last_input + self.params.inactivity_timeout:
             raise ProtocolError(
                 INPUT_TIMEOUT,
                 f"No message within the timeout of {self.params.inactivity_timeout:g} "
@@ -222,6 +223,12 @@ class MultiStreamSession:
             return self._close(cid, context)
         if context is None and cid in self.finishing and not message.text.strip():
             return []  # a late flush or keep-alive of a context that is finishing: ignored
+        settings = message.voice_settings or message.generation_config or message.generator_config
+        if context is None and message.text == "" and settings is None:
+            # A keep-alive (or flush) naming no open context — pipecat sends a context-less one
+            # between turns — keeps the socket alive; it does not open a context that would
+            # take one of the 5 places and time out later with a final nobody asked for.
+            return []
         events = []
         if context is None:
             if len(self.contexts) >= MAX_CONTEXTS:

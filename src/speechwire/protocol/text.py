@@ -12,11 +12,20 @@ from dataclasses import dataclass
 _SENTENCE = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 _CLAUSE = re.compile(r"(?<=[,;:—])\s+")
 _WORD = re.compile(r"\S+\s*")
+_BREAK = re.compile(r"<break(?:\s+time\s*=\s*[\"']\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*[\"'])?\s*/?>", re.IGNORECASE)
 
-LONG_SENTENCE_CHARS = 180
+LONG_SENTENCE_CHARS = 90
 """Sentences longer than this are split at clause marks: first audio of the sentence comes sooner."""
-MIN_CLAUSE_CHARS = 40
+MIN_CLAUSE_CHARS = 20
 """…but no clause piece shorter than this, because very short pieces sound choppy."""
+MAX_PIECE_CHARS = 90
+"""No piece is longer than this (a clause longer is cut at words, seamlessly): one engine call
+is the unit the scheduler cannot interrupt, and on 2 cores ~90 characters (~120 ms of Piper
+work) keeps a barge-in's wait for the call in flight short."""
+MAX_BREAK_MS = 3000
+"""SSML ``<break>`` is capped at 3 s, as upstream does."""
+DEFAULT_BREAK_MS = 500
+"""A ``<break/>`` without ``time``."""
 QUICK_FIRST_MAX_CHARS = 24
 """A leading clause up to this long is a natural quick first phrase ("Hello there, ")."""
 
@@ -31,6 +40,8 @@ class Piece:
 
     text: str
     seamless: bool = False
+    break_ms: int | None = None
+    """Set for an SSML ``<break>``: silence of this length instead of speech (``text`` is the tag)."""
 
 
 def _split_keep(text: str, pattern: re.Pattern[str]) -> list[str]:
@@ -58,6 +69,22 @@ def ends_phrase(text: str) -> bool:
     return text.rstrip()[-1:] in tuple(".!?…,;:—)\"'")
 
 
+def _word_runs(clause: str) -> list[Piece]:
+    """A clause over ``MAX_PIECE_CHARS`` cut at words into near-equal runs, joined seamlessly."""
+    if len(clause) <= MAX_PIECE_CHARS:
+        return [Piece(clause)]
+    tokens = _WORD.findall(clause)
+    lead = clause[: len(clause) - len(clause.lstrip())]
+    parts = -(-len(clause) // MAX_PIECE_CHARS)
+    target = len(clause) / parts
+    runs: list[str] = [lead]
+    for token in tokens:
+        if len(runs[-1]) + len(token) > target and runs[-1].strip():
+            runs.append("")
+        runs[-1] += token
+    return [Piece(r, seamless=i < len(runs) - 1) for i, r in enumerate(runs)]
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences, each keeping its trailing whitespace; long ones split further at clause marks."""
     out: list[str] = []
@@ -67,6 +94,11 @@ def split_sentences(text: str) -> list[str]:
         else:
             out.append(sentence)
     return out
+
+
+def _units(text: str) -> list[Piece]:
+    """Sentences, clauses of long sentences, and word runs of long clauses."""
+    return [unit for part in split_sentences(text) for unit in _word_runs(part)]
 
 
 def quick_first(sentence: str, words: int) -> list[Piece]:
@@ -89,21 +121,53 @@ def quick_first(sentence: str, words: int) -> list[Piece]:
     return [Piece(head, seamless=True), Piece(sentence[len(head) :])]
 
 
-def segment(text: str, *, quick_start: bool, first_words: int = 2) -> list[Piece]:
-    """Pieces to synthesise in order. With ``quick_start`` the first piece is a short phrase."""
-    sentences = split_sentences(text)
-    if not sentences:
-        return []
+def break_ms(tag: str) -> int:
+    """The silence an SSML ``<break>`` tag asks for, capped at ``MAX_BREAK_MS``."""
+    m = _BREAK.fullmatch(tag.strip())
+    if m is None or m.group(1) is None:
+        return DEFAULT_BREAK_MS
+    value = float(m.group(1)) * (1000 if m.group(2).lower() == "s" else 1)
+    return min(MAX_BREAK_MS, round(value))
+
+
+def _text_runs(text: str, ssml: bool) -> list[Piece]:
+    """Text runs and, with SSML parsing, the ``<break>`` tags between them."""
+    if not ssml:
+        return [Piece(text)]
+    runs: list[Piece] = []
+    start = 0
+    for m in _BREAK.finditer(text):
+        if m.start() > start:
+            runs.append(Piece(text[start : m.start()]))
+        runs.append(Piece(m.group(0), break_ms=break_ms(m.group(0))))
+        start = m.end()
+    if start < len(text):
+        runs.append(Piece(text[start:]))
+    return runs
+
+
+def segment(text: str, *, quick_start: bool, first_words: int = 2, ssml: bool = False) -> list[Piece]:
+    """Pieces to synthesise in order. With ``quick_start`` the first piece is a short phrase;
+    with ``ssml`` each ``<break>`` tag is a piece of its own (silence, see ``Piece.break_ms``)."""
     pieces: list[Piece] = []
-    if quick_start:
-        pieces.extend(quick_first(sentences[0], first_words))
-        sentences = sentences[1:]
-    pieces.extend(Piece(s) for s in sentences)
+    for run in _text_runs(text, ssml):
+        if run.break_ms is not None:
+            pieces.append(run)
+            continue
+        units = _units(run.text)
+        if quick_start and units:
+            first = units[0]
+            head = quick_first(first.text, first_words)
+            if len(head) > 1:
+                units = [*head[:-1], Piece(head[-1].text, first.seamless), *units[1:]]
+        quick_start = False
+        pieces.extend(units)
     # Whitespace alone makes no sound: fold it into the previous piece.
     folded: list[Piece] = []
     for piece in pieces:
         if folded and not piece.text.strip():
-            folded[-1] = Piece(folded[-1].text + piece.text, folded[-1].seamless)
+            last = folded[-1]
+            folded[-1] = Piece(last.text + piece.text, last.seamless, last.break_ms)
         else:
             folded.append(piece)
     return folded

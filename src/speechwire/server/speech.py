@@ -1,8 +1,11 @@
 """From text to encoded audio chunks with character timing: the TTS path shared by every route.
 
 One ``SpeechPipeline`` per stream. It splits text into pieces (a quick first phrase when the
-listener is waiting), runs the engine in the shared pool with a playback deadline, joins pieces
-split inside a clause without the engine's phrase-end pause, and encodes to the output format.
+listener is waiting; no piece over ``MAX_PIECE_CHARS``), runs the engine in the shared pool with
+a playback deadline, one piece at a time (the next job is queued only when the previous one is
+done, so another stream's urgent job can always get in between), joins pieces split inside a
+clause without the engine's phrase-end pause, and encodes to the output format. With SSML
+parsing a ``<break>`` becomes silence.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.codecs import make_encoder
 from speechwire.audio.formats import AudioFormat
 from speechwire.engines.base import Synthesis, SynthesisOptions, TTSEngine, VoiceInfo
-from speechwire.engines.pool import EnginePool
+from speechwire.engines.pool import EnginePool, Lane
 from speechwire.protocol.text import Piece, ends_phrase, segment
 from speechwire.protocol.tts import VoiceSettings
 from speechwire.server.metrics import Metrics
@@ -91,8 +94,12 @@ class SpeechPipeline:
         pool: EnginePool,
         quick_first_words: int = 2,
         metrics: Metrics | None = None,
+        ssml: bool = False,
     ) -> None:
         self.metrics = metrics
+        self.ssml = ssml
+        self.lane = Lane()
+        """This stream's scheduling class: set ``lane.background`` once nobody waits on it."""
         self.engine = engine
         self.voice = voice
         self.options = options
@@ -113,14 +120,21 @@ class SpeechPipeline:
         """Audio for ``text``, piece by piece, as soon as each piece is synthesised and encoded."""
         now = time.monotonic()
         quick = self.quick_first_words > 0 and self._play_end <= now + STARVED_MARGIN_S
-        pieces = segment(text, quick_start=quick, first_words=self.quick_first_words)
+        pieces = segment(text, quick_start=quick, first_words=self.quick_first_words, ssml=self.ssml)
         if pieces and not ends_phrase(text):
             # The schedule cut this text mid-clause: join it to what comes next without a pause.
-            pieces[-1] = Piece(pieces[-1].text, seamless=True)
+            pieces[-1] = Piece(pieces[-1].text, seamless=True, break_ms=pieces[-1].break_ms)
         first = True
         for piece in pieces:
-            deadline = max(time.monotonic(), self._play_end - 0.2)
-            result = await self.pool.run(lambda t=piece.text: self._synthesize(t), deadline)  # type: ignore[misc]
+            if piece.break_ms is not None:
+                result = self._silence(piece.text, piece.break_ms)
+            else:
+                deadline = max(time.monotonic(), self._play_end - 0.2)
+                result = await self.pool.run(
+                    lambda t=piece.text: self._synthesize(t),  # type: ignore[misc]
+                    deadline,
+                    self.lane,
+                )
             out = self._encode(result, trim_tail=piece.seamless)
             self._trim_next_head = piece.seamless
             if out is not None:
@@ -130,6 +144,14 @@ class SpeechPipeline:
                     self.metrics.audio_out.inc(out.duration_ms / 1000)
                 first = False
                 yield out
+
+    def _silence(self, tag: str, ms: int) -> Synthesis:
+        """An SSML break: ``ms`` of silence; the tag's characters take no time until the last,
+        which spans the silence (so a client's clock built from alignment stays right)."""
+        rate = self.voice.sample_rate
+        n = len(tag)
+        alignment = CharAlignment(tuple(tag), (0,) * n, (0,) * (n - 1) + (ms,))
+        return Synthesis(np.zeros(rate * ms // 1000, np.int16), rate, alignment, "estimate")
 
     def _encode(self, result: Synthesis, trim_tail: bool) -> AudioOut | None:
         pcm, alignment = result.pcm, result.alignment
@@ -166,15 +188,22 @@ def pipeline_for(
     voice: VoiceInfo,
     voice_settings: VoiceSettings | None,
     fmt: AudioFormat,
+    ssml: bool = False,
 ) -> SpeechPipeline:
     """The pipeline for one stream: the engine honours ``speed`` from the voice settings."""
-    speed = voice_settings.speed if voice_settings is not None and voice_settings.speed else 1.0
     return SpeechPipeline(
         engine,
         voice,
-        SynthesisOptions(speed=speed),
+        options_for(voice_settings),
         fmt,
         state.tts_pool,
         state.settings.quick_first_words,
         state.metrics,
+        ssml,
     )
+
+
+def options_for(voice_settings: VoiceSettings | None) -> SynthesisOptions:
+    """What the engine honours of ``voice_settings``: ``speed``."""
+    speed = voice_settings.speed if voice_settings is not None and voice_settings.speed else 1.0
+    return SynthesisOptions(speed=speed)

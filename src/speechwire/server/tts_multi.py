@@ -1,9 +1,11 @@
 """``/v1/text-to-speech/{voice_id}/multi-stream-input``: several TTS contexts on one socket.
 
-One speaker task per context. Closing a context cancels its task and waits for it before the
-next frame is read, so once a close is processed no audio of that context is sent, and its
-queued engine jobs are skipped by the pool (the CPU goes to the next context). The close is
-acknowledged with the context's final frame.
+One speaker task per context. ``close_context`` (and a context's inactivity timeout) ends its
+input, not its audio: the speaker voices what it was given, then sends the context's final, as
+upstream does — pipecat and livekit send ``flush`` and ``close_context`` together at the end of
+every turn and wait for that turn's audio. Barge-in is the client's job (it drops late audio of
+a context it closed); the server keeps it fast by moving a closed context's engine jobs to the
+pool's background lane, so a new context's first phrase never waits behind the old reply.
 """
 
 from __future__ import annotations
@@ -14,25 +16,25 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from speechwire.protocol.errors import NORMAL_CLOSURE, ProtocolError
+from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, ProtocolError
 from speechwire.protocol.multi import (
     ContextClosed,
     ContextOpened,
+    ContextReinitialized,
     ContextText,
     MultiStreamSession,
     SocketClosing,
     context_audio,
     context_final,
 )
-from speechwire.protocol.tts import Generate, StreamInputParams, audio_message
+from speechwire.protocol.tts import Generate, Initialized, StreamInputParams, audio_message
 from speechwire.server.session import serve_websocket
 from speechwire.server.session_socket import SessionSocket, SlowConsumer
-from speechwire.server.speech import SpeechPipeline, pipeline_for
+from speechwire.server.speech import SpeechPipeline, options_for, pipeline_for
 from speechwire.server.state import ServerState
 from speechwire.server.tts_ws import _resolve
 
@@ -40,27 +42,47 @@ router = APIRouter()
 log = logging.getLogger("speechwire.tts.multi")
 
 _END = object()
+CLOSE_SOCKET_WAIT_S = 60.0
+"""``close_socket`` waits this long at most for every context's audio before closing."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Context:
+    cid: str
     pipeline: SpeechPipeline
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
+    after: asyncio.Task[None] | None = None
+    """The previous context of the same id, still finishing: this one's audio waits for its
+    final, so a client that drops a closed id's audio until its final loses nothing new."""
 
 
-async def _speak(sock: SessionSocket, cid: str, ctx: _Context) -> None:
-    """Synthesise this context's text in order; on ``_END`` drain the encoder and stop."""
-    while True:
-        item = await ctx.queue.get()
-        if item is _END:
-            tail = ctx.pipeline.finish()
-            if tail is not None and tail.audio:
-                await sock.send(context_audio(audio_message(tail.audio, tail.alignment), cid))
-            return
-        assert isinstance(item, Generate)
-        async for out in ctx.pipeline.speak(item.text):
-            await sock.send(context_audio(audio_message(out.audio, out.alignment), cid))
+async def _speak(sock: SessionSocket, ctx: _Context) -> None:
+    """Synthesise this context's text in order; on ``_END`` drain the encoder and send the final."""
+    if ctx.after is not None:
+        await asyncio.wait([ctx.after])
+    try:
+        while True:
+            item = await ctx.queue.get()
+            if item is _END:
+                tail = ctx.pipeline.finish()
+                if tail is not None and tail.audio:
+                    await sock.send(context_audio(audio_message(tail.audio, tail.alignment), ctx.cid))
+                await sock.send(context_final(ctx.cid))
+                return
+            if isinstance(item, Initialized):
+                ctx.pipeline.options = options_for(item.voice_settings)
+                continue
+            assert isinstance(item, Generate)
+            async for out in ctx.pipeline.speak(item.text):
+                await sock.send(context_audio(audio_message(out.audio, out.alignment), ctx.cid))
+    except (WebSocketDisconnect, SlowConsumer):
+        return
+    except Exception:
+        log.exception("context %s: synthesis failed", ctx.cid)
+        await sock.fail(
+            ProtocolError("internal_error", "We are sorry, something went wrong.", INTERNAL_ERROR)
+        )
 
 
 async def _stop(ctx: _Context) -> None:
@@ -93,12 +115,30 @@ async def _serve(ws: WebSocket, voice_id: str, state: ServerState, sock: Session
         max_buffer_chars=settings.max_buffer_chars,
     )
     contexts: dict[str, _Context] = {}
+    finishing: set[_Context] = set()
 
-    async def close_context(cid: str) -> None:
+    def open_context(cid: str, init: Initialized) -> None:
+        pipeline = pipeline_for(
+            state, engine, voice, init.voice_settings, params.output_format, params.enable_ssml_parsing
+        )
+        ctx = _Context(cid, pipeline)
+        ctx.after = next((c.task for c in finishing if c.cid == cid and c.task is not None), None)
+        ctx.task = asyncio.create_task(_speak(sock, ctx))
+        contexts[cid] = ctx
+
+    def close_context(cid: str) -> None:
         ctx = contexts.pop(cid, None)
-        if ctx is not None:
-            await _stop(ctx)
-            await sock.send(context_final(cid))
+        if ctx is None or ctx.task is None:
+            return
+        ctx.pipeline.lane.background = True  # its client may be dropping it: others go first
+        ctx.queue.put_nowait(_END)
+        finishing.add(ctx)
+
+        def done(_: object, ctx: _Context = ctx) -> None:
+            finishing.discard(ctx)
+            session.finished(ctx.cid)
+
+        ctx.task.add_done_callback(done)
 
     try:
         while True:
@@ -108,7 +148,7 @@ async def _serve(ws: WebSocket, voice_id: str, state: ServerState, sock: Session
             except TimeoutError:
                 for event in session.expire(time.monotonic()):
                     if isinstance(event, ContextClosed):
-                        await close_context(event.context_id)
+                        close_context(event.context_id)
                 continue
             if message["type"] == "websocket.disconnect":
                 return
@@ -117,18 +157,18 @@ async def _serve(ws: WebSocket, voice_id: str, state: ServerState, sock: Session
                 frame = message.get("bytes") or b""
             for event in session.receive(frame, time.monotonic()):
                 if isinstance(event, ContextOpened):
-                    pipeline = pipeline_for(
-                        state, engine, voice, event.init.voice_settings, params.output_format
-                    )
-                    ctx = _Context(pipeline)
-                    ctx.task = asyncio.create_task(_speak(sock, event.context_id, ctx))
-                    contexts[event.context_id] = ctx
+                    open_context(event.context_id, event.init)
                 elif isinstance(event, ContextText):
                     contexts[event.context_id].queue.put_nowait(event.generate)
+                elif isinstance(event, ContextReinitialized):
+                    contexts[event.context_id].queue.put_nowait(event.init)
                 elif isinstance(event, ContextClosed):
-                    await close_context(event.context_id)
+                    close_context(event.context_id)
                 elif isinstance(event, SocketClosing):
-                    await _close_socket(sock, contexts)
+                    tasks = [c.task for c in finishing if c.task is not None]
+                    if tasks:
+                        await asyncio.wait(tasks, timeout=CLOSE_SOCKET_WAIT_S)
+                    await sock.close(NORMAL_CLOSURE)
                     return
     except ProtocolError as exc:
         log.info("multi session %s closed on %s: %s", sid, exc.error, exc.message)
@@ -136,18 +176,5 @@ async def _serve(ws: WebSocket, voice_id: str, state: ServerState, sock: Session
     except (WebSocketDisconnect, SlowConsumer):
         pass
     finally:
-        for ctx in contexts.values():
+        for ctx in [*contexts.values(), *finishing]:
             await _stop(ctx)
-
-
-async def _close_socket(sock: SessionSocket, contexts: dict[str, _Context]) -> None:
-    """``close_socket``: every context finishes what it was asked to say, then close 1000."""
-    for ctx in contexts.values():
-        ctx.queue.put_nowait(_END)
-    tasks: list[Any] = [c.task for c in contexts.values() if c.task is not None]
-    if tasks:
-        await asyncio.wait(tasks, timeout=60)
-    for cid in list(contexts):
-        await sock.send(context_final(cid))
-    contexts.clear()
-    await sock.close(NORMAL_CLOSURE)

@@ -103,7 +103,14 @@ async def _stream_input(ws: WebSocket, voice_id: str, state: ServerState, sock: 
                 frame = message.get("bytes") or b""
             for event in session.receive(frame, time.monotonic()):
                 if isinstance(event, Initialized):
-                    pipeline = pipeline_for(state, engine, voice, event.voice_settings, params.output_format)
+                    pipeline = pipeline_for(
+                        state,
+                        engine,
+                        voice,
+                        event.voice_settings,
+                        params.output_format,
+                        params.enable_ssml_parsing,
+                    )
                     speaker = asyncio.create_task(_speak(sock, pipeline, work, sid, queued_chars))
                 elif isinstance(event, Generate):
                     queued_chars[0] += len(event.text)
