@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -39,7 +40,7 @@ def session(**query: str) -> TTSServerSession:
     return TTSServerSession(StreamInputParams.from_query("joe", query), now=0.0)
 
 
-def texts(events: list[object]) -> list[str]:
+def texts(events: Sequence[object]) -> list[str]:
     return [e.text for e in events if isinstance(e, Generate)]
 
 
@@ -294,7 +295,7 @@ def m(session_: MultiStreamSession, now: float = 1.0, **fields: object) -> list[
     return list(session_.receive(json.dumps(fields), now))
 
 
-def ctx_texts(events: list[object], cid: str) -> list[str]:
+def ctx_texts(events: Sequence[object], cid: str) -> list[str]:
     return [e.generate.text for e in events if isinstance(e, ContextText) and e.context_id == cid]
 
 
