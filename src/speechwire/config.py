@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     tts_default_voice: str = "joe"
     tts_voice_aliases: dict[str, str] = Field(default_factory=dict)
     """Extra voice ids (for example ElevenLabs ids your code already uses) mapped to local voices."""
+    tts_premade_voices: dict[str, str] = Field(default_factory=dict)
+    """Local voice for ElevenLabs' premade voices by gender (``{"female": "espeak-en"}``); the
+    ones not given speak with ``tts_default_voice``. ``tts_voice_aliases`` wins for single ids.
+    Table: docs/voices.md."""
+    tts_unknown_voice: str | None = None
+    """A local voice for voice ids that are neither local, aliased nor premade (a cloned voice's
+    id, say). Unset: such ids get ``voice_not_found`` naming the settings that map them."""
     piper_threads: int = Field(default_factory=_default_threads)
     """onnxruntime intra-op threads per Piper synthesis: explicit, so engines don't fight for cores."""
     tts_workers: int = 1
@@ -44,6 +51,10 @@ class Settings(BaseSettings):
     delays speech)."""
     stt_max_chunk_seconds: float = 5.0
     """Largest audio chunk accepted; larger ones get ``chunk_size_exceeded``."""
+    stt_max_upload_bytes: int = 200 << 20
+    """Largest ``POST /v1/speech-to-text`` body (200 MiB: over an hour of 16 kHz WAV); larger
+    uploads get 413 before they are read in full. Upstream takes up to 3 GB, but decodes it on
+    a cluster, not on the 2 cores this server may share."""
     send_timeout_s: float = 10.0
     """A client that takes no data for this long is disconnected (its session ends)."""
     max_sessions: int = 64

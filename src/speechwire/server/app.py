@@ -93,7 +93,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engines = build_engines(settings)
         for engine in engines:
             engine.load()
-        registry = EngineRegistry(engines, settings.tts_default_voice, settings.tts_voice_aliases)
+        registry = EngineRegistry(
+            engines,
+            settings.tts_default_voice,
+            settings.tts_voice_aliases,
+            premade_by_gender=settings.tts_premade_voices,
+            unknown_voice=settings.tts_unknown_voice,
+        )
         metrics = Metrics()
         pool = EnginePool(settings.tts_workers, name="tts", on_wait=metrics.queue_wait.labels("tts").observe)
         stt_engines = build_stt_engines(settings)
@@ -151,12 +157,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
 
-    from speechwire.server import auth, catalog, stt_ws, tts_http, tts_multi, tts_ws, web
+    from speechwire.server import account, auth, catalog, stt_http, stt_ws, tts_http, tts_multi, tts_ws, web
 
     app.include_router(auth.router)
     app.include_router(catalog.router, dependencies=[Depends(auth.require_key)])
     app.include_router(tts_ws.router)
     app.include_router(tts_http.router, dependencies=[Depends(auth.http_caller)])
+    app.include_router(stt_http.router, dependencies=[Depends(auth.http_caller)])
+    app.include_router(account.router, dependencies=[Depends(auth.require_key)])
     app.include_router(tts_multi.router)
     app.include_router(stt_ws.router)
 

@@ -1,46 +1,196 @@
-"""``GET /v1/voices`` and ``GET /v1/models``: what this server can speak, in ElevenLabs' shapes."""
+"""The voice and model catalogue, in ElevenLabs' shapes, where the SDKs look for it.
+
+``GET /v1/voices`` (``voices.get_all``), ``GET /v2/voices`` (``voices.search``), ``GET
+/v1/voices/{id}`` (``voices.get``), ``GET /v1/voices/settings/default`` and ``GET
+/v1/voices/{id}/settings`` (``voices.settings``), and ``GET /v1/models``. The catalogue holds the
+local voices and ElevenLabs' premade voices (each labelled with the local voice that speaks it,
+``labels.speechwire_voice``). Fields the SDK models mark optional are left out rather than sent
+as ``null``, since the JS SDK's parser is strict about types.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
+from speechwire.engines.base import VoiceInfo
+from speechwire.engines.premade import PremadeVoice
 from speechwire.server.state import server_state
 
 router = APIRouter()
 
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "stability": 0.5,
+    "similarity_boost": 0.75,
+    "style": 0.0,
+    "use_speaker_boost": True,
+    "speed": 1.0,
+}
+"""Upstream's defaults; local engines honour ``speed`` and accept the rest."""
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+
+
+def _local_voice(v: VoiceInfo) -> dict[str, Any]:
+    return {
+        "voice_id": v.voice_id,
+        "name": v.name,
+        "category": "premade",
+        "description": v.description,
+        "labels": {**v.labels, "language": v.language, "engine": v.engine},
+        "settings": DEFAULT_SETTINGS,
+        "available_for_tiers": [],
+        "high_quality_base_model_ids": [],
+        "verified_languages": [],
+        "is_owner": False,
+        "is_legacy": False,
+    }
+
+
+def _premade_voice(p: PremadeVoice, local: VoiceInfo) -> dict[str, Any]:
+    return {
+        "voice_id": p.voice_id,
+        "name": p.name,
+        "category": "premade",
+        "description": (
+            f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
+            f"voice {local.voice_id!r} ({local.name})."
+        ),
+        "labels": {
+            "gender": p.gender,
+            "accent": p.accent.lower(),
+            "language": "en",
+            "speechwire_voice": local.voice_id,
+            "engine": local.engine,
+        },
+        "settings": DEFAULT_SETTINGS,
+        "available_for_tiers": [],
+        "high_quality_base_model_ids": [],
+        "verified_languages": [],
+        "is_owner": False,
+        "is_legacy": p.legacy,
+    }
+
+
+def catalogue(request: Request) -> list[dict[str, Any]]:
+    """Local voices first, then the premade ones in upstream's order."""
+    state = server_state(request.app)
+    return [_local_voice(v) for v in state.registry.voices()] + [
+        _premade_voice(p, local) for p, local in state.registry.premade()
+    ]
+
+
+def _find(request: Request, voice_id: str) -> dict[str, Any] | None:
+    state = server_state(request.app)
+    for voice in catalogue(request):
+        if voice["voice_id"] == voice_id:
+            return voice
+    local = state.registry.lookup(voice_id)  # a configured alias
+    if local is None:
+        return None
+    return {**_local_voice(local), "voice_id": voice_id, "name": f"{local.name} (alias)"}
+
+
+def _not_found(voice_id: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "detail": {
+                "status": "voice_not_found",
+                "message": f"A voice with the voice_id {voice_id!r} was not found "
+                "(GET /v1/voices lists them).",
+            }
+        },
+        status_code=404,
+    )
+
 
 @router.get("/v1/voices")
 async def voices(request: Request) -> dict[str, Any]:
-    state = server_state(request.app)
-    return {
-        "voices": [
-            {
-                "voice_id": v.voice_id,
-                "name": v.name,
-                "category": "premade",
-                "description": v.description,
-                "labels": {**v.labels, "language": v.language, "engine": v.engine},
-                "settings": None,
-                "available_for_tiers": [],
-                "high_quality_base_model_ids": [],
-                "verified_languages": [],
-                "is_owner": False,
-            }
-            for v in state.registry.voices()
-        ]
-    }
+    return {"voices": catalogue(request)}
+
+
+def _matches(voice: dict[str, Any], search: str) -> bool:
+    haystack = " ".join([voice["voice_id"], voice["name"], voice["description"], *voice["labels"].values()])
+    return search.lower() in haystack.lower()
+
+
+@router.get("/v2/voices")
+async def search_voices(
+    request: Request,
+    search: str | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    next_page_token: str | None = None,
+    voice_type: str | None = None,
+    category: str | None = None,
+    sort: str | None = None,
+    sort_direction: str | None = None,
+    voice_ids: Annotated[list[str] | None, Query()] = None,
+    include_total_count: bool = True,
+    gender: str | None = None,
+    accent: str | None = None,
+    language: str | None = None,
+) -> Any:
+    """``voices.search``: every voice here is a default (premade) one, so ``voice_type`` values
+    that mean the caller's own voices (``personal``, ``workspace``, ``community``, ``saved``,
+    ``non-default``) find none, and a ``category`` other than ``premade`` finds none.
+    ``gender``, ``accent`` and ``language`` match labels; other filters are accepted and
+    ignored. ``next_page_token`` is an offset into the filtered list."""
+    page_size = max(1, min(MAX_PAGE_SIZE, page_size))
+    found = catalogue(request)
+    if voice_type is not None and voice_type != "default":
+        found = []
+    if category is not None and category != "premade":
+        found = []
+    if search:
+        found = [v for v in found if _matches(v, search)]
+    for label, value in (("gender", gender), ("accent", accent), ("language", language)):
+        if value:
+            found = [v for v in found if str(v["labels"].get(label, "")).lower() == value.lower()]
+    if voice_ids:
+        wanted = set(voice_ids)
+        found = [v for v in found if v["voice_id"] in wanted]
+    if sort == "name":
+        found.sort(key=lambda v: str(v["name"]).lower(), reverse=sort_direction == "desc")
+    start = int(next_page_token) if next_page_token and next_page_token.isdigit() else 0
+    page = found[start : start + page_size]
+    more = start + page_size < len(found)
+    body: dict[str, Any] = {"voices": page, "has_more": more, "total_count": len(found)}
+    if more:
+        body["next_page_token"] = str(start + page_size)
+    return body
+
+
+@router.get("/v1/voices/settings/default")
+async def default_settings() -> dict[str, Any]:
+    return DEFAULT_SETTINGS
+
+
+@router.get("/v1/voices/{voice_id}/settings")
+async def voice_settings(request: Request, voice_id: str) -> Any:
+    if _find(request, voice_id) is None:
+        return _not_found(voice_id)
+    return DEFAULT_SETTINGS
+
+
+@router.get("/v1/voices/{voice_id}")
+async def voice(request: Request, voice_id: str) -> Any:
+    found = _find(request, voice_id)
+    return found if found is not None else _not_found(voice_id)
 
 
 @router.get("/v1/models")
 async def models(request: Request) -> list[dict[str, Any]]:
+    """Text-to-speech models only, as upstream lists them (its Scribe ids are not in
+    ``/v1/models`` either); speech-to-text model ids are documented in the README."""
     state = server_state(request.app)
     return [
         {
             "model_id": m.model_id,
             "name": m.name,
             "description": m.description,
+            "can_be_finetuned": False,
             "can_do_text_to_speech": True,
             "can_do_voice_conversion": False,
             "can_use_style": False,
@@ -48,6 +198,7 @@ async def models(request: Request) -> list[dict[str, Any]]:
             "serves_pro_voices": False,
             "token_cost_factor": 0.0,
             "requires_alpha_access": False,
+            "maximum_text_length_per_request": 40_000,
             "languages": [{"language_id": "en", "name": "English"}],
         }
         for m in state.registry.models()

@@ -1,4 +1,10 @@
-"""``POST /v1/text-to-speech/{voice_id}/stream`` and ``/stream/with-timestamps`` (HTTP streaming).
+"""HTTP text-to-speech: ``POST /v1/text-to-speech/{voice_id}`` (the SDKs' ``convert``), ``/with-timestamps``
+(``convert_with_timestamps``), ``/stream`` and ``/stream/with-timestamps``.
+
+All four take the same body and query parameters and run the same speech pipeline; the plain
+routes answer once synthesis is complete (audio bytes, or one JSON object with the alignment of
+the whole text), the ``/stream`` routes as each piece is ready. ``eleven_v3`` is served by the
+voice's local engine; its audio tags (``[laughs]``) are removed rather than read aloud.
 
 Errors use the HTTP API's shape, ``{"detail": {"status", "message"}}``, with a 4xx status.
 """
@@ -7,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,6 +46,10 @@ class StreamRequest(BaseModel):
     seed: int | None = None
     previous_text: str | None = None
     next_text: str | None = None
+
+
+AUDIO_TAG = re.compile(r"\[[A-Za-z][A-Za-z '-]{0,38}\]\s?")
+"""An Eleven v3 audio tag (``[whispers]``, ``[laughs harder]``): direction for the voice, not text."""
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -88,7 +99,10 @@ async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str
         return _error(404, "voice_not_found", str(exc))
     except UnknownModel as exc:
         return _error(400, "model_not_found", str(exc))
-    return pipeline_for(state, engine, voice, body.voice_settings, fmt), body.text
+    text = body.text
+    if body.model_id == "eleven_v3":
+        text = AUDIO_TAG.sub("", text).strip() or text
+    return pipeline_for(state, engine, voice, body.voice_settings, fmt), text
 
 
 @router.post("/v1/text-to-speech/{voice_id}/stream")
@@ -155,3 +169,54 @@ async def stream_with_timestamps(request: Request, voice_id: str) -> Response:
             yield (json.dumps(chunk) + "\n").encode()
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+@router.post("/v1/text-to-speech/{voice_id}")
+async def convert(request: Request, voice_id: str) -> Response:
+    """``text_to_speech.convert``: the whole audio in one body."""
+    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}")
+    if relayed is not None:
+        return relayed
+    prepared = await _prepare(request, voice_id)
+    if isinstance(prepared, JSONResponse):
+        return prepared
+    pipeline, text = prepared
+    audio = [out.audio async for out in pipeline.speak(text)]
+    tail = pipeline.finish()
+    if tail is not None:
+        audio.append(tail.audio)
+    return Response(b"".join(audio), media_type=pipeline.format.content_type)
+
+
+@router.post("/v1/text-to-speech/{voice_id}/with-timestamps")
+async def convert_with_timestamps(request: Request, voice_id: str) -> Response:
+    """``text_to_speech.convert_with_timestamps``: one JSON object, ``audio_base64`` of the whole
+    audio and the alignment of every character in seconds from its start."""
+    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}/with-timestamps")
+    if relayed is not None:
+        return relayed
+    prepared = await _prepare(request, voice_id)
+    if isinstance(prepared, JSONResponse):
+        return prepared
+    pipeline, text = prepared
+    audio: list[bytes] = []
+    aligned: dict[str, list[Any]] = {
+        "characters": [],
+        "character_start_times_seconds": [],
+        "character_end_times_seconds": [],
+    }
+    offset = 0.0
+    outputs = [out async for out in pipeline.speak(text)]
+    tail = pipeline.finish()
+    for out in [*outputs, *([tail] if tail is not None else [])]:
+        audio.append(out.audio)
+        for key, values in _http_alignment(out.alignment, offset).items():
+            aligned[key] += values
+        offset += out.duration_ms
+    return JSONResponse(
+        {
+            "audio_base64": base64.b64encode(b"".join(audio)).decode(),
+            "alignment": aligned,
+            "normalized_alignment": aligned,
+        }
+    )

@@ -1,0 +1,505 @@
+"""``POST /v1/speech-to-text``: batch Scribe (``speech_to_text.convert`` in both SDKs) on local engines.
+
+The upload is a ``multipart/form-data`` body with a ``file`` and form fields (``model_id``,
+``language_code``, ``diarize``, ``timestamps_granularity``, …), as the SDKs send it. The file may
+be anything PyAV decodes (WAV, MP3, FLAC, Ogg, WebM, MP4…) or, with ``file_format=pcm_s16le_16``,
+raw 16 kHz PCM. It is decoded, cut into speech segments with Silero VAD (each short enough for
+the engine: local recognisers decode a window, not an hour) and the segments are transcribed on
+the STT pool, behind realtime work, so a long upload never stalls a live stream.
+
+The form is parsed here rather than with ``request.form()`` because that needs
+``python-multipart``, which is not a dependency; the parser reads one bounded body.
+
+Errors use the HTTP API's shape, ``{"detail": {"status", "message"}}``: 413 for an oversize body,
+422 for a malformed request (wrong content type, missing field), 400 for a file that holds no
+decodable audio or a feature that is not served locally.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from speechwire.audio.codecs import _decode_with_av
+from speechwire.audio.resample import resample
+from speechwire.engines.base import Recognition, STTEngine
+from speechwire.engines.elevenlabs import UpstreamRefused
+from speechwire.engines.vad import FRAME, SileroVAD
+from speechwire.server.relay import relays_stt
+from speechwire.server.state import ServerState, server_state
+
+router = APIRouter()
+log = logging.getLogger("speechwire.stt")
+
+RATE = 16_000
+BATCH_MODELS = ("scribe_v1", "scribe_v1_experimental", "scribe_v2", "scribe_v2_realtime")
+"""Cloud model ids accepted for batch transcription; each selects a local engine."""
+ENGLISH = ("en", "eng", "en-us", "en-gb", "english")
+BATCH_DEADLINE_S = 2.0
+"""Pool deadline of batch work: behind realtime commits (now) and partials (1 s)."""
+MAX_SEGMENT_S = {"whisper": 28.0, "whisper_base": 28.0}
+"""Longest stretch one decode gets: Whisper's window is 30 s; other engines get ``DEFAULT_SEGMENT_S``."""
+DEFAULT_SEGMENT_S = 15.0
+DETECT_S = 30.0
+CONTINUES = "-'’.,;:!?%)]}"
+"""A word token starting with one of these continues the previous word (no space before it)."""
+
+ISO_639_3 = {
+    "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "nl": "nld",
+    "pl": "pol", "ru": "rus", "uk": "ukr", "cs": "ces", "sk": "slk", "sv": "swe", "da": "dan",
+    "no": "nor", "nb": "nob", "fi": "fin", "el": "ell", "tr": "tur", "ro": "ron", "hu": "hun",
+    "bg": "bul", "hr": "hrv", "sr": "srp", "sl": "slv", "ca": "cat", "ar": "ara", "he": "heb",
+    "fa": "fas", "hi": "hin", "bn": "ben", "ur": "urd", "ta": "tam", "te": "tel", "zh": "cmn",
+    "ja": "jpn", "ko": "kor", "vi": "vie", "th": "tha", "id": "ind", "ms": "msa", "tl": "tgl",
+    "sw": "swa", "af": "afr", "cy": "cym", "ga": "gle", "is": "isl", "lt": "lit", "lv": "lav",
+    "et": "est",
+}  # fmt: skip
+"""Whisper's ISO 639-1 codes to the ISO 639-3 codes upstream's batch responses carry."""
+ISO_639_1 = {v: k for k, v in ISO_639_3.items()} | {"zho": "zh"}
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"detail": {"status": code, "message": message}}, status_code=status)
+
+
+class BadRequest(Exception):
+    """A refusal in the HTTP API's shape, raised anywhere below the route."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def response(self) -> JSONResponse:
+        return _error(self.status, self.code, self.message)
+
+
+# ---- the multipart body ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    name: str
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+def _boundary(content_type: str) -> bytes:
+    header = Message()
+    header["content-type"] = content_type
+    if header.get_content_type() != "multipart/form-data":
+        raise BadRequest(
+            422,
+            "invalid_content_type",
+            "Send multipart/form-data with the audio in a 'file' field and a 'model_id' field.",
+        )
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        raise BadRequest(422, "invalid_content_type", "multipart/form-data without a boundary.")
+    return boundary.encode("latin-1")
+
+
+def parse_multipart(body: bytes, content_type: str) -> list[Part]:
+    """The parts of a ``multipart/form-data`` body (RFC 7578), or ``BadRequest`` saying why not."""
+    delimiter = b"\r\n--" + _boundary(content_type)
+    pieces = (b"\r\n" + body).split(delimiter)
+    parts: list[Part] = []
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):
+            return parts
+        head, sep, data = piece.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            break
+        headers = Message()
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip()] = value.strip()
+        field = headers.get_param("name", header="content-disposition")
+        if not isinstance(field, str):
+            continue
+        parts.append(Part(field, headers.get_filename(), headers.get("content-type"), data))
+    raise BadRequest(422, "invalid_request", "The multipart/form-data body is malformed or truncated.")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
+    too_large = BadRequest(413, "file_too_large", f"The upload exceeds this server's limit of {limit} bytes.")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class BatchForm(BaseModel):
+    """The form fields this server acts on; every other field upstream defines is accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model_id: str
+    language_code: str | None = None
+    diarize: bool = False
+    num_speakers: int | None = None
+    timestamps_granularity: Literal["none", "word", "character"] = "word"
+    file_format: Literal["pcm_s16le_16", "other"] = "other"
+    cloud_storage_url: str | None = None
+    source_url: str | None = None
+    webhook: bool = False
+    tag_audio_events: bool = True
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_absent(cls, value: Any) -> Any:
+        """SDKs send ``"null"`` or an empty string for some options the caller left out."""
+        return None if value in ("", "null") else value
+
+
+_IGNORED_LOGGED: set[str] = set()
+
+
+def _form(parts: list[Part]) -> tuple[BatchForm, Part | None]:
+    fields: dict[str, str] = {}
+    upload = None
+    for part in parts:
+        if part.name == "file":
+            upload = part
+        elif part.name not in fields:
+            fields[part.name] = part.data.decode("utf-8", "replace")
+    try:
+        form = BatchForm.model_validate({k: v for k, v in fields.items() if v not in ("", "null")})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise BadRequest(422, "invalid_request", problems) from None
+    for name in sorted(set(form.model_extra or {}) - _IGNORED_LOGGED):
+        _IGNORED_LOGGED.add(name)
+        log.info("speech-to-text: form field %r accepted and ignored (not served locally)", name)
+    return form, upload
+
+
+# ---- audio -------------------------------------------------------------------------------------
+
+
+def decode_upload(data: bytes, file_format: str) -> npt.NDArray[np.int16]:
+    """Mono 16 kHz int16 audio of an uploaded file, or ``BadRequest`` when it holds none."""
+    if not data:
+        raise BadRequest(400, "invalid_audio", "The uploaded file is empty.")
+    if file_format == "pcm_s16le_16":
+        return np.frombuffer(data[: len(data) - len(data) % 2], "<i2").astype(np.int16)
+    try:
+        pcm, rate = _decode_with_av(data)  # WAV, MP3, FLAC, Ogg, WebM, MP4…: whatever FFmpeg reads
+    except Exception as exc:  # PyAV raises many types for data that is not media
+        raise BadRequest(
+            400, "invalid_audio", f"The uploaded file could not be decoded as audio ({type(exc).__name__})."
+        ) from None
+    if len(pcm) == 0 or rate <= 0:
+        raise BadRequest(400, "invalid_audio", "The uploaded file contains no audio.")
+    return resample(pcm, rate, RATE) if rate != RATE else pcm
+
+
+def speech_segments(
+    pcm16k: npt.NDArray[np.int16], max_s: float, probabilities: npt.NDArray[np.float32] | None = None
+) -> list[tuple[int, int]]:
+    """Sample ranges to decode: Silero VAD's speech regions, padded, split where longer than
+    ``max_s`` (at the quietest frame of the second half) and packed together up to ``max_s``,
+    so a long file costs few decodes and none is longer than the engine takes."""
+    probs = SileroVAD().probabilities(pcm16k) if probabilities is None else probabilities
+    n = len(probs)
+    regions: list[list[int]] = []
+    inside = False
+    for i, p in enumerate(probs):
+        if not inside and p >= 0.5:
+            inside = True
+            regions.append([i, i + 1])
+        elif inside:
+            if p >= 0.35:
+                regions[-1][1] = i + 1
+            else:
+                inside = False
+    merged: list[list[int]] = []
+    for region in regions:
+        if merged and region[0] - merged[-1][1] < 10:  # gaps under 320 ms are inside a phrase
+            merged[-1][1] = region[1]
+        else:
+            merged.append(region)
+    pad = 8  # 256 ms either side: word onsets and tails lie below the threshold
+    padded = [[max(0, a - pad), min(n, b + pad)] for a, b in merged]
+    limit = max(2, int(max_s * RATE / FRAME))
+    split: list[tuple[int, int]] = []
+    for a, b in padded:
+        while b - a > limit:
+            lo = a + limit // 2
+            cut = lo + int(np.argmin(probs[lo : a + limit]))
+            split.append((a, cut))
+            a = cut
+        split.append((a, b))
+    packed: list[tuple[int, int]] = []
+    for a, b in split:
+        if packed and b - packed[-1][0] <= limit:
+            packed[-1] = (packed[-1][0], b)
+        else:
+            packed.append((a, b))
+    total = len(pcm16k)
+    return [(a * FRAME, min(total, b * FRAME)) for a, b in packed]
+
+
+# ---- engines -----------------------------------------------------------------------------------
+
+
+def _english(code: str | None) -> bool:
+    return code is not None and code.lower() in ENGLISH
+
+
+def choose_engine(state: ServerState, model_id: str, language: str | None) -> STTEngine:
+    """The engine for a model id and (ISO 639-1) language; None means English.
+
+    Cloud ids take Whisper tiny.en for English when it is loaded (batch work is not bound by
+    latency, and Whisper reports word times and probabilities), else the first engine; any
+    other language takes the multilingual engine. ``speechwire_<engine>`` picks one explicitly.
+    """
+    engines = state.stt_engines
+    if not engines:
+        raise BadRequest(400, "model_not_found", "This server has no speech-to-text engine loaded.")
+    english = language is None or language == "en"
+    name = model_id.removeprefix("speechwire_")
+    if model_id.startswith("speechwire_") and name in engines:
+        engine = engines[name]
+    elif model_id in BATCH_MODELS:
+        multilingual = next((e for e in engines.values() if getattr(e, "multilingual", False)), None)
+        if english:
+            engine = engines.get("whisper") or next(iter(engines.values()))
+        elif multilingual is not None:
+            engine = multilingual
+        else:
+            engine = next(iter(engines.values()))
+    else:
+        known = [*BATCH_MODELS, *(f"speechwire_{n}" for n in engines)]
+        raise BadRequest(
+            400, "model_not_found", f"Unknown model_id {model_id!r}. Available: {', '.join(known)}."
+        )
+    if not english and not getattr(engine, "multilingual", False):
+        raise BadRequest(
+            400,
+            "unsupported_language",
+            f"Language {language!r} needs a multilingual engine: add whisper_base to "
+            "SPEECHWIRE_STT_ENGINES (or use speechwire_whisper_base).",
+        )
+    return engine
+
+
+def _multilingual(state: ServerState) -> STTEngine | None:
+    return next((e for e in state.stt_engines.values() if getattr(e, "multilingual", False)), None)
+
+
+def detect_language(engine: STTEngine, pcm16k: npt.NDArray[np.int16]) -> tuple[str, float]:
+    """Whisper's language identification on the first 30 s: (ISO 639-1 code, probability).
+
+    Reaches into ``WhisperEngine``'s model and lock because the engine has no public call for
+    it yet (see the report of issue 12); only engines with a faster-whisper model get here.
+    """
+    engine.load()
+    model = engine._model  # type: ignore[attr-defined]
+    lock = engine._lock  # type: ignore[attr-defined]
+    audio = pcm16k[: int(DETECT_S * RATE)].astype(np.float32) / 32768.0
+    with lock:
+        language, probability, _ = model.detect_language(audio=audio)
+    return str(language), float(probability)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    logprob: float
+
+
+def _estimated_words(text: str, start: float, end: float) -> list[Word]:
+    """Word times spread over a segment by word length, for engines that report none."""
+    tokens = text.split()
+    if not tokens:
+        return []
+    weights = [len(t) + 1 for t in tokens]
+    span = max(0.0, end - start) / sum(weights)
+    out, t = [], start
+    for token, w in zip(tokens, weights, strict=True):
+        out.append(Word(token, round(t, 3), round(t + span * (w - 1), 3), 0.0))
+        t += span * w
+    return out
+
+
+def _segment_words(result: Recognition, offset: float, duration: float) -> list[Word]:
+    """The segment's words in stream time. Engine words that continue the previous one
+    (Whisper splits "fat-mutton" into "fat" and "-mutton") are joined to it, so that words and
+    spacings spell exactly the transcript's text, as upstream's do."""
+    if not result.words:
+        return _estimated_words(result.text, offset, offset + duration)
+    out: list[Word] = []
+    for w in result.words:
+        text = w.text.strip()
+        if not text:
+            continue
+        logprob = float(getattr(w, "logprob", None) or 0.0)
+        start, end = round(offset + w.start_s, 3), round(offset + w.end_s, 3)
+        if out and (text[0] in CONTINUES or not any(c.isalnum() for c in text)):
+            last = out[-1]
+            out[-1] = Word(last.text + text, last.start, max(last.end, end), min(last.logprob, logprob))
+        else:
+            out.append(Word(text, start, end, logprob))
+    return out
+
+
+# ---- the response ------------------------------------------------------------------------------
+
+
+def scribe_words(words: list[Word], granularity: str, speaker: str | None) -> list[dict[str, Any]]:
+    """Upstream's ``words``: each word, and a ``spacing`` entry between consecutive words."""
+    if granularity == "none":
+        return []
+    out: list[dict[str, Any]] = []
+    for k, word in enumerate(words):
+        if k:
+            gap_start = out[-1]["end"]
+            out.append(
+                {
+                    "text": " ",
+                    "start": gap_start,
+                    "end": max(gap_start, word.start),
+                    "type": "spacing",
+                    "logprob": 0.0,
+                }
+            )
+            if speaker:
+                out[-1]["speaker_id"] = speaker
+        entry: dict[str, Any] = {
+            "text": word.text,
+            "start": word.start,
+            "end": max(word.start, word.end),
+            "type": "word",
+            "logprob": round(word.logprob, 4),
+        }
+        if speaker:
+            entry["speaker_id"] = speaker
+        if granularity == "character":
+            step = (entry["end"] - word.start) / max(1, len(word.text))
+            entry["characters"] = [
+                {
+                    "text": c,
+                    "start": round(word.start + i * step, 3),
+                    "end": round(word.start + (i + 1) * step, 3),
+                }
+                for i, c in enumerate(word.text)
+            ]
+        out.append(entry)
+    return out
+
+
+async def transcribe(state: ServerState, form: BatchForm, data: bytes) -> dict[str, Any]:
+    """Decode, segment, detect the language if none was given, and recognise each segment."""
+    pool = state.stt_pool
+    if pool is None:
+        raise BadRequest(400, "model_not_found", "This server has no speech-to-text engine loaded.")
+
+    def deadline() -> float:
+        return time.monotonic() + BATCH_DEADLINE_S
+
+    asked = form.language_code.lower() if form.language_code else None
+    language = None if asked is None or _english(asked) else ISO_639_1.get(asked, asked.split("-")[0])
+    engine = choose_engine(state, form.model_id, language)
+    max_s = MAX_SEGMENT_S.get(engine.name, DEFAULT_SEGMENT_S)
+
+    def prepare() -> tuple[npt.NDArray[np.int16], list[tuple[int, int]]]:
+        pcm = decode_upload(data, form.file_format)
+        return pcm, speech_segments(pcm, max_s)
+
+    pcm, segments = await pool.run(prepare, deadline())
+    probability = 1.0
+    detector = _multilingual(state) if asked is None and not form.model_id.startswith("speechwire_") else None
+    if detector is not None and segments:
+        speech = np.concatenate([pcm[a:b] for a, b in segments])
+        detected, probability = await pool.run(lambda: detect_language(detector, speech), deadline())
+        if detected != "en":
+            language, engine = detected, detector
+            max_s = MAX_SEGMENT_S.get(engine.name, DEFAULT_SEGMENT_S)
+            segments = await pool.run(lambda: speech_segments(pcm, max_s), deadline())
+    elif asked is None:
+        probability = 0.0  # not detected: assumed English (docs/voices.md, "Batch speech-to-text")
+    want_words = form.timestamps_granularity != "none"
+    texts: list[str] = []
+    words: list[Word] = []
+    for a, b in segments:
+        piece = pcm[a:b]
+        recognize = functools.partial(engine.recognize, piece, language, want_words)
+        result = await pool.run(recognize, deadline())
+        if result.text.strip():
+            found = _segment_words(result, a / RATE, (b - a) / RATE)
+            texts.append(" ".join(w.text for w in found) if result.words else result.text.strip())
+            words += found
+    speaker = "speaker_0" if form.diarize else None
+    code = language or "en"
+    return {
+        "language_code": ISO_639_3.get(code, code),
+        "language_probability": round(probability, 4),
+        "text": " ".join(texts),
+        "words": scribe_words(words, form.timestamps_granularity, speaker),
+        "transcription_id": uuid.uuid4().hex,
+        "audio_duration_secs": round(len(pcm) / RATE, 3),
+    }
+
+
+@router.post("/v1/speech-to-text")
+async def speech_to_text(request: Request) -> Response:
+    state = server_state(request.app)
+    content_type = request.headers.get("content-type", "")
+    try:
+        body = await read_body(request, state.settings.stt_max_upload_bytes)
+        form, upload = _form(parse_multipart(body, content_type))
+        if state.cloud is not None and relays_stt(state, form.model_id):
+            return await _relay(state, request, body, content_type)
+        if upload is None:
+            if form.cloud_storage_url or form.source_url:
+                raise BadRequest(
+                    400,
+                    "unsupported_feature",
+                    "cloud_storage_url and source_url are not served locally: this server does not "
+                    "fetch remote files. Upload the audio as the 'file' field instead.",
+                )
+            raise BadRequest(422, "invalid_request", "Provide the audio as a 'file' field.")
+        if form.webhook:
+            raise BadRequest(
+                400,
+                "unsupported_feature",
+                "webhook=true is not served locally: omit it to get the transcript.",
+            )
+        return JSONResponse(await transcribe(state, form, upload.data))
+    except BadRequest as exc:
+        return exc.response()
+
+
+async def _relay(state: ServerState, request: Request, body: bytes, content_type: str) -> Response:
+    assert state.cloud is not None
+    try:
+        status, media_type, chunks = await state.cloud.http_stream(
+            "/v1/speech-to-text", request.query_params.multi_items(), body, content_type
+        )
+    except UpstreamRefused as exc:
+        return _error(503, "service_unavailable", exc.message)
+    data = b"".join([chunk async for chunk in chunks])
+    return Response(data, status_code=status, media_type=media_type)
