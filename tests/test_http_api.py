@@ -333,3 +333,6 @@ def test_official_js_sdk(server: RunningServer, tmp_path: Path, whisper: Any) ->
     assert stt["languageCode"] == "eng" and stt["words"][0]["type"] == "word"
     assert corpus_wer([(_reference("jfk.wav"), stt["text"])]).rate <= MAX_BATCH_WER, stt["text"]
     assert report["voice"]["name"] == "George"
+    assert report["search"] == {"ids": ["21m00Tcm4TlvDq8ikWAM"], "totalCount": 1}
+    assert report["defaultSettings"]["similarityBoost"] == 0.75
+    assert report["user"]["tier"] == "local"

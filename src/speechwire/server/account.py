@@ -48,7 +48,8 @@ def subscription() -> dict[str, Any]:
 
 @router.get("/v1/user/subscription")
 async def user_subscription() -> dict[str, Any]:
-    return subscription()
+    """The extended shape (``Subscription`` in the SDKs): invoices too, none of them open."""
+    return {**subscription(), "open_invoices": [], "has_open_invoices": False}
 
 
 @router.get("/v1/user")
