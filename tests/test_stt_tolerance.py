@@ -76,7 +76,7 @@ async def send_all(ws: Any, pcm: npt.NDArray[np.int16], realtime: bool = False) 
 
 
 async def test_commit_with_nothing_pending_is_answered_and_the_session_goes_on(
-    stt_server: RunningServer,
+    stt_server: RunningServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"{stt_server.ws_url}/v1/speech-to-text/realtime?model_id=scribe_v2_realtime"
     seen: list[dict[str, Any]] = []
@@ -93,7 +93,9 @@ async def test_commit_with_nothing_pending_is_answered_and_the_session_goes_on(
         await send_all(ws, pcm_of("lj_LJ001-0002.wav"))  # and it still transcribes
         await ws.send(chunk(b"", commit=True))
         again = (await until(ws, "committed_transcript", seen))["text"]
-    assert wer(utterance.transcript, text).rate <= 0.15  # measured 0.0-0.07 (Moonshine)
+    with capsys.disabled():
+        print(f"\nmanual commits: {text!r} {again!r}")
+    assert wer(utterance.transcript, text).rate <= 0.15
     assert wer(MANIFEST["lj_LJ001-0002.wav"].transcript, again).rate <= 0.15
     assert not [m for m in seen if "error" in m]
 
@@ -168,7 +170,9 @@ async def test_words_carry_whispers_logprob(stt_server: RunningServer) -> None:
     assert stamped["language_code"] == "en"
 
 
-async def test_official_sdk_final_commit_after_a_vad_commit(stt_server: RunningServer) -> None:
+async def test_official_sdk_final_commit_after_a_vad_commit(
+    stt_server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The Python SDK's helper in VAD mode, at real-time pace, then its ``commit()``."""
     from elevenlabs.client import AsyncElevenLabs
     from elevenlabs.realtime import AudioFormat, CommitStrategy, RealtimeEvents
@@ -216,7 +220,9 @@ async def test_official_sdk_final_commit_after_a_vad_commit(stt_server: RunningS
         await connection.close()
         hypotheses.append(" ".join(t for t in committed if t))
     rate = corpus_wer(list(zip([MANIFEST[n].transcript for n in names], hypotheses, strict=True))).rate
-    assert rate <= 0.12, (rate, hypotheses)  # measured 0.06 with Moonshine tiny
+    with capsys.disabled():
+        print(f"\nPython SDK realtime (VAD, final commit): WER {rate:.3f} {hypotheses!r}")
+    assert rate <= 0.08, (rate, hypotheses)  # measured 0.000 with Moonshine tiny
 
 
 # --- item 7: a token minted with a key is the authorisation, from any Origin ---------------------
