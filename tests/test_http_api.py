@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.types import SpeechToTextChunkResponseModel
+from pydantic import SecretStr
 
 from speechwire.audio.codecs import decode_to_pcm
 from speechwire.audio.formats import AudioFormat
@@ -336,3 +338,56 @@ def test_official_js_sdk(server: RunningServer, tmp_path: Path, whisper: Any) ->
     assert report["search"] == {"ids": ["21m00Tcm4TlvDq8ikWAM"], "totalCount": 1}
     assert report["defaultSettings"]["similarityBoost"] == 0.75
     assert report["user"]["tier"] == "local"
+
+
+def test_convert_and_batch_stt_relay_to_the_cloud(whisper: Any) -> None:
+    """With the cloud configured, the new routes go there with the server's key (the "cloud" is a
+    second speechwire server that takes only that key), and come back unchanged."""
+    upstream_key, relay_key = "sk_upstream_for_http_0000000000", "sk_relay_for_http_000000000000"
+    upstream = start_server(
+        Settings(tts_engines=["piper"], stt_engines=["moonshine"], api_keys=[SecretStr(upstream_key)])
+    )
+    try:
+        relay = start_server(
+            Settings(
+                tts_engines=["espeak"],
+                stt_engines=["moonshine"],
+                api_keys=[SecretStr(relay_key)],
+                elevenlabs_api_key=SecretStr(upstream_key),
+                elevenlabs_base_url=upstream.http_url,
+                tts_backend="elevenlabs",
+                stt_backend="elevenlabs",
+            )
+        )
+        try:
+            client = ElevenLabs(api_key=relay_key, base_url=relay.http_url, timeout=120)
+            audio = b"".join(client.text_to_speech.convert(voice_id=GEORGE, text=SENTENCES[0]))
+            heard = transcribe(audio, "mp3_44100_128", whisper)
+            assert corpus_wer([(SENTENCES[0], heard)]).rate <= MAX_TTS_WER, heard
+            timed = client.text_to_speech.convert_with_timestamps(voice_id=GEORGE, text=SENTENCES[1])
+            assert timed.alignment is not None and "".join(timed.alignment.characters) == SENTENCES[1]
+            with (SPEECH_DIR / "jfk.wav").open("rb") as f:
+                result = chunk(client.speech_to_text.convert(file=f, model_id="scribe_v2"))
+            assert corpus_wer([(_reference("jfk.wav"), result.text)]).rate <= 0.15, result.text
+        finally:
+            relay.stop()
+    finally:
+        upstream.stop()
+
+
+def test_speech_segments_split_and_pack_within_the_engine_window() -> None:
+    from speechwire.engines.vad import FRAME
+    from speechwire.server.stt_http import speech_segments
+
+    rate = 16000
+    frames = 60 * rate // FRAME  # one minute
+    probs = np.zeros(frames, np.float32)
+    probs[10:400] = 0.9  # 12.5 s of speech, a pause, ...
+    probs[420:1500] = 0.9  # ... then 34.6 s without one: must be split
+    probs[900] = 0.4  # the quietest moment inside it (still "speech")
+    pcm = np.zeros(frames * FRAME, np.int16)
+    segments = speech_segments(pcm, 15.0, probabilities=probs)
+    assert all(0 < (b - a) / rate <= 15.0 for a, b in segments), segments
+    assert segments[0][0] <= 10 * FRAME and segments[-1][1] >= 1500 * FRAME
+    assert all(b <= c for (_, b), (c, _) in itertools.pairwise(segments))
+    assert speech_segments(pcm, 15.0, probabilities=np.zeros(frames, np.float32)) == []
