@@ -45,7 +45,7 @@ SENTENCES = [
     "Please remember to bring your passport and your boarding pass.",
 ]
 TEXT = " ".join(SENTENCES)
-MAX_TTS_WER = 0.10  # the bound; measured 0 % (convert, stream and JS) on these sentences
+MAX_TTS_WER = 0.10  # the bound; measured 0.0 % for convert with George (Piper joe)
 BATCH_FILES = [
     "jfk.wav",
     "ls_1089-134686-0000.wav",
@@ -54,7 +54,7 @@ BATCH_FILES = [
     "ls_1221-135766-0002_noisy10db.wav",
     "lj_concat_long.wav",  # 42 s: cut into segments by the server
 ]
-MAX_BATCH_WER = 0.08  # measured 3.0 % over these files (Whisper tiny.en through scribe_v2)
+MAX_BATCH_WER = 0.08  # measured 3.7 % over these files (Whisper tiny.en via scribe_v2; 4.0 % on all of dev)
 JS_DIR = Path(__file__).parent / "js"
 
 
