@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from speechwire.engines.pool import EnginePool
+from speechwire.engines.pool import EnginePool, Lane, on_preempt
 
 
 async def test_jobs_run_in_deadline_order_not_arrival_order() -> None:
@@ -58,5 +58,50 @@ async def test_exceptions_reach_the_caller() -> None:
         with pytest.raises(ValueError, match="engine failed"):
             await pool.run(boom)
         assert await pool.run(lambda: 42) == 42
+    finally:
+        pool.close()
+
+
+async def test_background_lane_waits_for_foreground_jobs() -> None:
+    pool = EnginePool(1)
+    order: list[str] = []
+    gate = threading.Event()
+    try:
+        blocker = asyncio.ensure_future(pool.run(gate.wait))
+        await asyncio.sleep(0.05)
+        closed = Lane(background=True)
+        late = asyncio.ensure_future(pool.run(lambda: order.append("closed"), time.monotonic() - 10, closed))
+        lane = Lane()
+        turned = asyncio.ensure_future(pool.run(lambda: order.append("turned"), time.monotonic() - 5, lane))
+        lane.background = True  # the context closed while its job waited
+        new = asyncio.ensure_future(pool.run(lambda: order.append("new"), time.monotonic() + 5))
+        gate.set()
+        await asyncio.gather(blocker, late, turned, new)
+        assert order == ["new", "closed", "turned"]  # foreground first, then by deadline
+    finally:
+        pool.close()
+
+
+async def test_running_background_job_is_preempted_and_run_again() -> None:
+    pool = EnginePool(1)
+    runs: list[str] = []
+
+    def long_job() -> str:
+        stop = threading.Event()
+        on_preempt(stop.set)
+        runs.append("start")
+        if not stop.wait(0.5 if len(runs) == 1 else 0.0):
+            return "done"
+        raise RuntimeError("terminated")
+
+    try:
+        lane = Lane()
+        old = asyncio.ensure_future(pool.run(long_job, lane=lane))
+        await asyncio.sleep(0.05)
+        lane.background = True
+        t0 = time.monotonic()
+        assert await pool.run(lambda: "first phrase") == "first phrase"
+        assert time.monotonic() - t0 < 0.2  # did not wait for the 0.5 s job
+        assert await old == "done" and runs == ["start", "start"] and pool.preemptions == 1
     finally:
         pool.close()

@@ -172,6 +172,10 @@ def _bench(args: argparse.Namespace) -> int:
         from speechwire.bench.browser import run_browser_bench
 
         return run_browser_bench(args)
+    if args.bench == "barge-in":
+        from speechwire.bench.bargein import run_bargein_bench
+
+        return run_bargein_bench(args)
     if args.bench == "stt":
         from speechwire.bench.stt import run_stt_bench
 
@@ -239,6 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--relay", action="store_true", help="compare straight to an upstream server vs through a relay to it"
     )
     tts.set_defaults(func=_bench)
+    barge = bench_sub.add_parser(
+        "barge-in", help="interrupt → first audio of the new context, old reply fully sent and flushed"
+    )
+    barge.add_argument("--turns", type=int, default=30)
+    barge.add_argument("--format", default="pcm_22050")
+    barge.add_argument("--voice", default="joe")
+    barge.add_argument("--seed", type=int, default=5)
+    barge.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
+    barge.add_argument("--json", default=None, help="also write the results to this JSON file")
+    barge.set_defaults(func=_bench)
     stt = bench_sub.add_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
     stt.add_argument(
         "--speech-dir", default=None, help="folder with manifest.tsv (default: ../shared/speech/dev)"

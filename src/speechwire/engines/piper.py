@@ -19,12 +19,30 @@ import numpy.typing as npt
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.engines.base import AlignmentSource, Synthesis, SynthesisOptions, VoiceInfo
+from speechwire.engines.pool import on_preempt
 from speechwire.engines.timing import align_words, estimate_alignment
 
 _TOKEN = re.compile(r"\S+")
 _SPOKEN = re.compile(r"\w")
 _PUNCT_PHONEMES = frozenset(",.!?;:—…\"'()")
 _MARKERS = frozenset({"^", "$", "_"})
+
+
+_run = threading.local()
+
+
+class _StoppableSession:
+    """An onnxruntime session whose runs take this thread's ``RunOptions``, so a preempted pool
+    job can set ``terminate`` from another thread (piper calls ``session.run`` itself)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        return self._session.run(output_names, input_feed, run_options or getattr(_run, "options", None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +137,29 @@ class PiperEngine:
         config = PiperConfig.from_dict(
             json.loads(Path(f"{spec.model_path}.json").read_text(encoding="utf-8"))
         )
-        voice = PiperVoice(session=session, config=config)
+        voice = PiperVoice(session=_StoppableSession(session), config=config)
         list(voice.synthesize("Ready.", include_alignments=True))  # warm up the graph
         return voice
 
     def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis:
-        from piper.config import SynthesisConfig
 
         voice = self._voice(voice_id)
         rate = int(voice.config.sample_rate)
         if not _SPOKEN.search(text):
             return Synthesis(np.zeros(0, np.int16), rate, estimate_alignment(text, 0, 0, 0), "estimate")
+        import onnxruntime
+
+        run_options = onnxruntime.RunOptions()
+        _run.options = run_options
+        on_preempt(lambda: setattr(run_options, "terminate", True))
+        try:
+            return self._synthesize(voice, rate, text, options)
+        finally:
+            _run.options = None
+
+    def _synthesize(self, voice: Any, rate: int, text: str, options: SynthesisOptions) -> Synthesis:
+        from piper.config import SynthesisConfig
+
         length_scale = float(voice.config.length_scale) / max(0.5, options.speed)
         config = SynthesisConfig(length_scale=length_scale)
         pieces: list[npt.NDArray[np.int16]] = []

@@ -23,6 +23,22 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+_current = threading.local()
+_abort_lock = threading.Lock()
+
+
+def on_preempt(stop: Callable[[], object]) -> None:
+    """Called by an engine inside a pool job: ``stop`` makes its blocking call end early (it may
+    raise any exception then); the pool runs the job again later. Outside a job: no effect."""
+    job: _Job | None = getattr(_current, "job", None)
+    if job is None:
+        return
+    with _abort_lock:
+        job.stops.append(stop)
+        preempted = job.preempted
+    if preempted:
+        stop()
+
 
 class Lane:
     """The scheduling class of one stream's jobs; flip ``background`` when nobody waits on it."""
@@ -45,6 +61,8 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     queued_at: float = 0.0
     lane: Lane = field(default=_FOREGROUND)
+    preempted: bool = False
+    stops: list[Callable[[], object]] = field(default_factory=list)
 
     def key(self) -> tuple[bool, float, int]:
         return (self.lane.background, self.deadline, self.seq)
@@ -65,6 +83,8 @@ class EnginePool:
         self._seq = itertools.count()
         self._closed = False
         self._busy = 0
+        self._running: set[_Job] = set()
+        self.preemptions = 0
         self.last_queue_wait_s = 0.0
         self.on_wait = on_wait
         """Called (on the worker thread) with each job's wait for a worker, for metrics."""
@@ -99,11 +119,21 @@ class EnginePool:
             now,
             lane or _FOREGROUND,
         )
+        stops: list[Callable[[], object]] = []
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"{self.name} pool is closed")
             self._heap.append(job)
+            if not job.lane.background and self._busy >= self.workers:
+                victim = next((r for r in self._running if r.lane.background and not r.preempted), None)
+                if victim is not None:
+                    with _abort_lock:
+                        victim.preempted = True
+                        stops = list(victim.stops)
+                    self.preemptions += 1
             self._cond.notify()
+        for stop in stops:
+            stop()
         return await future
 
     def _work(self) -> None:
@@ -118,18 +148,34 @@ class EnginePool:
                 if job.future.cancelled():
                     continue
                 self._busy += 1
+                self._running.add(job)
             self.last_queue_wait_s = time.monotonic() - job.queued_at
             if self.on_wait is not None:
                 self.on_wait(self.last_queue_wait_s)
+            _current.job = job
             try:
                 result = job.fn()
             except BaseException as exc:  # handed to the awaiting coroutine
-                job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
+                if job.preempted:
+                    self._requeue(job)
+                else:
+                    job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
             else:
                 job.loop.call_soon_threadsafe(_set_result, job.future, result)
             finally:
+                _current.job = None
                 with self._cond:
                     self._busy -= 1
+                    self._running.discard(job)
+
+    def _requeue(self, job: _Job) -> None:
+        """A preempted job waits again, with its place (deadline, sequence) unchanged."""
+        with _abort_lock:
+            job.preempted = False
+            job.stops.clear()
+        with self._cond:
+            self._heap.append(job)
+            self._cond.notify()
 
     def close(self) -> None:
         with self._cond:

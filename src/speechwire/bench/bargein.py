@@ -1,0 +1,129 @@
+"""``speechwire bench barge-in``: interrupt → first audio of the new context, over one socket.
+
+Each turn sends a whole reply of several long sentences to a ``multi-stream-input`` context with
+``flush`` (so all of it is released for synthesis), waits for its first audio, lets the "user"
+listen for a random 0.3–1.5 s, then interrupts: ``close_context`` on the old context and a new
+context with a short answer, in one go, as a voice agent does. Timed at the client: from the
+interrupt to the new context's first audio chunk. The server still voices the old reply (the
+closed context's final comes after its audio, as upstream); the client drops it. The next turn
+starts once both contexts have sent their finals, so turns do not overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from speechwire.bench.tts import machine
+from speechwire.client.latency import percentile
+from speechwire.client.multi import ContextAudio, ContextFinished, MultiContextTTS
+
+REPLY = (
+    "Every night for forty years the old keeper climbed the narrow stairs of the lighthouse, lit the "
+    "great lamp, and watched the ships pass safely through the dark and stormy waters of the bay. "
+    "He kept a logbook of every vessel that went by, with its name, its flag and the hour it passed, "
+    "and the pages filled a whole shelf of the little room at the bottom of the tower. "
+    "When the storms came in from the west he stayed awake until morning, listening to the wind, "
+    "and more than once he rowed out himself to bring sailors home from the rocks below the cliff. "
+    "Now the lamp turns by itself and nobody lives in the tower, but the logbooks are still there, "
+    "and visitors read them in the summer when the sea is calm and the evenings are long. "
+)
+ANSWERS = ["Okay, stopping.", "Sorry, go ahead.", "Right, let me check that instead."]
+
+
+@dataclass
+class BargeInResult:
+    turns: int
+    reply_chars: int
+    interrupt_p50_ms: float
+    interrupt_p95_ms: float
+    interrupt_max_ms: float
+    reply_first_audio_p50_ms: float
+    dropped_chunks: int
+
+
+async def measure(url: str, voice: str, fmt: str, turns: int, seed: int) -> BargeInResult:
+    rng = random.Random(seed)
+    first_audio: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+    finished: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+    async with MultiContextTTS(url, voice, output_format=fmt) as tts:
+
+        async def listen() -> None:
+            async for event in tts:
+                if isinstance(event, ContextAudio):
+                    first_audio[event.context_id].set()
+                elif isinstance(event, ContextFinished):
+                    finished[event.context_id].set()
+
+        listener = asyncio.create_task(listen())
+        try:
+            for turn in range(turns + 1):  # turn 0 warms up and is not counted
+                old = await tts.start_context(REPLY, flush=True)
+                await asyncio.wait_for(first_audio[old].wait(), 20)
+                await asyncio.sleep(rng.uniform(0.3, 1.5))
+                new = await tts.interrupt(ANSWERS[turn % len(ANSWERS)] + " ")
+                await asyncio.wait_for(first_audio[new].wait(), 20)
+                await tts.close_context(new)
+                await asyncio.wait_for(finished[new].wait(), 60)
+                while old in tts.cancelled_contexts:  # noqa: ASYNC110 (the client swallows that final)
+                    await asyncio.sleep(0.01)
+                if turn == 0:
+                    tts.latency.interrupt_to_first_audio.clear()
+                    tts.latency.first_audio.clear()
+        finally:
+            listener.cancel()
+        lat = tts.latency.interrupt_to_first_audio
+        return BargeInResult(
+            turns=len(lat),
+            reply_chars=len(REPLY),
+            interrupt_p50_ms=1000 * percentile(lat, 50),
+            interrupt_p95_ms=1000 * percentile(lat, 95),
+            interrupt_max_ms=1000 * max(lat),
+            reply_first_audio_p50_ms=1000 * percentile(tts.latency.first_audio[0::2], 50),
+            dropped_chunks=tts.dropped_chunks,
+        )
+
+
+def run_bargein_bench(args: argparse.Namespace) -> int:
+    console = Console()
+    running = None
+    url = args.url
+    if url is None:
+        from speechwire.config import Settings
+        from speechwire.server.runner import start_server
+
+        running = start_server(Settings(dev=True, stt_engines=[]))
+        url = running.ws_url
+    try:
+        result = asyncio.run(measure(url, args.voice, args.format, args.turns, args.seed))
+    finally:
+        if running is not None:
+            running.stop()
+    table = Table(
+        title=(
+            f"Barge-in over multi-stream-input: {result.turns} turns, old reply of "
+            f"{result.reply_chars} chars sent and flushed before the interrupt"
+        )
+    )
+    for col in ("interrupt → first audio p50 ms", "p95 ms", "max ms", "reply TTFA p50 ms", "dropped"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{result.interrupt_p50_ms:.1f}",
+        f"{result.interrupt_p95_ms:.1f}",
+        f"{result.interrupt_max_ms:.1f}",
+        f"{result.reply_first_audio_p50_ms:.1f}",
+        str(result.dropped_chunks),
+    )
+    console.print(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": machine(), "barge_in": asdict(result)}, indent=2))
+    return 0
