@@ -2,8 +2,11 @@
 
 The agent streams a reply into one context of a ``multi-stream-input`` socket as an LLM would
 (a word every 30 ms). Partway through, a simulated user starts talking: the agent interrupts —
-closes the context, drops its queued audio — and answers in a new context. Printed per turn:
-time to first audio of the reply, and time from the interrupt to the new reply's first audio.
+closes the context and answers in a new one. The server still voices the closed context's text
+(upstream does too: ``close_context`` ends input, not audio) but schedules it behind the new
+context; the client (``MultiContextTTS.interrupt``) drops every late chunk of the interrupted
+context until its final. Printed per turn: time to first audio of the reply, and time from the
+interrupt to the new reply's first audio.
 
 Run against a server:          .venv/bin/python examples/voice_agent.py --url ws://127.0.0.1:8000
 Or let it start one in-process: .venv/bin/python examples/voice_agent.py --turns 30

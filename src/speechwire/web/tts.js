@@ -7,6 +7,8 @@
 //   tts.interrupt();                   // close its context, fade the player out
 //
 // A warm context is always open (initialised, kept alive), so a reply starts with one message.
+// Closing a context ends its input, not its audio: the server still sends what it was given
+// (as upstream does), so audio of an interrupted context is dropped here until its final.
 // If the connection drops mid-reply, the text not yet voiced (known from the alignment) is sent
 // again after the reconnect: nothing lost, nothing said twice.
 
@@ -83,7 +85,8 @@ export class TTSClient extends EventTarget {
     if (this._pending.length || !this._send(piece)) this._pending.push(piece); // keep the order
   }
 
-  /** Barge-in: close the reply's context (no more of its audio is played) and fade out. */
+  /** Barge-in: close the reply's context and fade out; its late audio is dropped by context id
+   *  until its final (the server keeps sending it, scheduled behind the next reply). */
   interrupt() {
     const u = this._current;
     this._current = null;
