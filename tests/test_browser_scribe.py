@@ -147,8 +147,9 @@ async def test_scribe_in_chromium_from_another_origin_with_a_backend_token(
             f"\n@elevenlabs/client in Chromium: {len(result['partials'])} partials, "
             f"WER {rate:.3f}: {result['committed']!r}"
         )
-    # Measured 0.143 in 3 runs (Moonshine: "flower-fat and" for "flour fattened", a trailing "Us.").
-    assert rate <= 0.2, (text, reference)
+    # Measured 0.143-0.179 in 4 runs (Moonshine: "flower-fat and" for "flour fattened", a trailing
+    # "Us." or "Us, us," it hears in the silence after the speech).
+    assert rate <= 0.25, (text, reference)
 
 
 async def test_the_same_page_without_a_token_is_refused(keyed_server: RunningServer, app_origin: str) -> None:

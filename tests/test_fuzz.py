@@ -191,7 +191,7 @@ def malformed(rng: random.Random, route: str) -> tuple[str, str | bytes, bool]:
             {"message_type": "input_audio_chunk", "audio_base_64": "AAAA", "sample_rate": 44100},
             {"message_type": "shout"},
             {"message_type": ["input_audio_chunk"]},
-            {"message_type": "input_audio_chunk", "audio_base_64": "", "commit": True},
+            # (an empty commit with nothing pending is harmless, as upstream: not malformed)
         ]
     else:
         wrong = [

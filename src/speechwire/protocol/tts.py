@@ -97,7 +97,7 @@ class StreamInputParams:
         seed: int | None = None
         if "seed" in q:
             raw = q.pop("seed")
-            if not raw.isdigit() or int(raw) > 4294967295:
+            if not (raw.isascii() and raw.isdigit()) or int(raw) > 4294967295:
                 raise ProtocolError(INVALID_REQUEST, f"seed must be an integer 0..4294967295, got {raw!r}")
             seed = int(raw)
         normalization = q.pop("apply_text_normalization", "auto")
