@@ -25,8 +25,8 @@ run: $(VENV)/.installed
 	$(BIN)/speechwire serve --dev --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 
 # The browser tests drive Debian's Chromium (Playwright's own download cannot work here).

@@ -25,10 +25,10 @@ from speechwire.bench.browser import (
     speak_in_page,
     transcribe_in_page,
 )
+from speechwire.bench.wer import wer
 from speechwire.server.runner import RunningServer
-from speechwire.wer import wer
+from speechwire.testing.serverprocess import ServerProcess, free_port
 from tests.conftest import speech_manifest
-from tests.serverprocess import ServerProcess, free_port
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="make test installs Debian's chromium")
 

@@ -30,9 +30,9 @@ pytest.importorskip("playwright")
 from playwright.async_api import async_playwright
 
 from speechwire.bench.browser import CHROMIUM, launch, padded_wav
+from speechwire.bench.wer import wer
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import wer
 
 from .conftest import SPEECH_DIR, speech_manifest
 

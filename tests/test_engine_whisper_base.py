@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from speechwire.audio.wav import read_wav
+from speechwire.bench.wer import wer
 from speechwire.engines.whisper import WHISPER_BASE_SIZE, WhisperEngine, whisper_base_path
-from speechwire.wer import wer
 
 from .conftest import SPEECH_DIR
 

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from speechwire.audio.wav import read_wav
+from speechwire.bench.wer import wer
 from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChange
 from speechwire.client.resumable import ResumableTextToSpeech, ResumableTranscriber
 from speechwire.client.stt import CommittedTranscript
 from speechwire.server.runner import RunningServer
-from speechwire.wer import wer
+from speechwire.testing.faultproxy import FaultProxy, Plan
 
 from .conftest import SPEECH_DIR, speech_manifest
-from .faultproxy import FaultProxy, Plan
 
 TEXT = (
     "The weather today will be sunny with a high of seventy degrees. "

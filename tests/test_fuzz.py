@@ -24,13 +24,13 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from speechwire.bench.wer import wer
 from speechwire.client.stt import paced_chunks
 from speechwire.protocol.errors import ProtocolError
 from speechwire.protocol.multi import MultiStreamSession
 from speechwire.protocol.stt import RealtimeParams, STTServerSession
 from speechwire.protocol.tts import StreamInputParams, TTSServerSession
 from speechwire.server.runner import RunningServer
-from speechwire.wer import wer
 from tests.conftest import speech_manifest
 
 # --- hypothesis: the parsers -------------------------------------------------------------------

@@ -32,9 +32,9 @@ from pydantic import SecretStr
 from speechwire.audio.codecs import decode_to_pcm
 from speechwire.audio.formats import AudioFormat
 from speechwire.audio.resample import resample
+from speechwire.bench.wer import corpus_wer
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import corpus_wer
 from tests.conftest import SPEECH_DIR, speech_manifest
 
 GEORGE = "JBFqnCBsd6RMkjVDRZzb"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from speechwire.bench.wer import corpus_wer
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import corpus_wer
 
 from .conftest import speech_manifest
 

@@ -22,9 +22,9 @@ import pytest
 import trustme
 
 from speechwire.audio.wav import read_wav
+from speechwire.bench.wer import wer
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import wer
 
 from .conftest import speech_manifest, tls_files
 

@@ -37,8 +37,8 @@ from pipecat.pipeline.task import PipelineParams, PipelineTask
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 
+from speechwire.bench.wer import corpus_wer
 from speechwire.server.runner import RunningServer
-from speechwire.wer import corpus_wer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -17,7 +17,7 @@ from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChan
 from speechwire.client.resumable import ResumableTextToSpeech
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from tests.serverprocess import ServerProcess, free_port
+from speechwire.testing.serverprocess import ServerProcess, free_port
 
 TEXT = "Your package was delivered to the front door this morning. I have added milk to your list. "
 
@@ -245,8 +245,8 @@ async def test_graceful_finish_waits_for_final_audio_and_commit(server: RunningS
     assert "".join(c.alignment.text for c in chunks if c.alignment).strip() == TEXT.strip()
 
     from speechwire.audio.wav import read_wav
+    from speechwire.bench.wer import wer
     from speechwire.client.stt import RealtimeTranscriber
-    from speechwire.wer import wer
 
     from .conftest import speech_manifest
 

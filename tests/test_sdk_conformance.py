@@ -21,9 +21,9 @@ from elevenlabs.client import ElevenLabs
 from speechwire.audio.codecs import decode_to_pcm
 from speechwire.audio.formats import AudioFormat
 from speechwire.audio.resample import resample
+from speechwire.bench.wer import corpus_wer
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import corpus_wer
 from tests.conftest import tls_files
 
 SENTENCES = [

@@ -13,10 +13,10 @@ import websockets
 
 from speechwire.audio.resample import resample
 from speechwire.audio.wav import read_wav
+from speechwire.bench.wer import corpus_wer, wer
 from speechwire.client.errors import InvalidRequest
 from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
 from speechwire.server.runner import RunningServer
-from speechwire.wer import corpus_wer, wer
 
 from .conftest import Utterance, speech_manifest
 

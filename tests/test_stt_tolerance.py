@@ -25,10 +25,10 @@ import websockets
 from pydantic import SecretStr
 
 from speechwire.audio.wav import read_wav
+from speechwire.bench.wer import corpus_wer, wer
 from speechwire.client.stt import paced_chunks
 from speechwire.config import Settings
 from speechwire.server.runner import RunningServer, start_server
-from speechwire.wer import corpus_wer, wer
 
 from .conftest import speech_manifest
 

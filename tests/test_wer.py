@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechwire.wer import corpus_wer, normalize, wer
+from speechwire.bench.wer import corpus_wer, normalize, wer
 
 
 def test_normalize() -> None:

@@ -180,6 +180,14 @@ def _bench(args: argparse.Namespace) -> int:
         from speechwire.bench.stt import run_stt_bench
 
         return run_stt_bench(args)
+    if args.bench == "reconnect":
+        from speechwire.bench.reconnect import run_reconnect_bench
+
+        return run_reconnect_bench(args)
+    if args.bench == "tts-wer":
+        from speechwire.bench.tts_wer import run_tts_wer_bench
+
+        return run_tts_wer_bench(args)
     from speechwire.bench.tts import run_tts_bench
 
     return run_tts_bench(args)
@@ -286,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--screenshots", default=None, help="folder for a screenshot of the page in use")
     web.add_argument("--json", default=None)
     web.set_defaults(func=_bench)
+    rec = bench_sub.add_parser(
+        "reconnect", help="resumable TTS client: loss → next open connection, network cut and server kill"
+    )
+    rec.add_argument("--cuts", type=int, default=30, help="network cuts through a loopback proxy")
+    rec.add_argument("--restarts", type=int, default=10, help="server kills (SIGKILL) and restarts")
+    rec.add_argument("--json", default=None)
+    rec.set_defaults(func=_bench)
+    wer = bench_sub.add_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
+    wer.add_argument("--json", default=None)
+    wer.set_defaults(func=_bench)
     return parser
 
 

@@ -219,7 +219,7 @@ async def browser_bench(
     from playwright.async_api import async_playwright
 
     from speechwire.bench.stt import load_manifest
-    from speechwire.wer import corpus_wer
+    from speechwire.bench.wer import corpus_wer
 
     manifest = {path.name: (path, text) for path, text, _ in load_manifest(speech_dir)}
     # The five below first, then the rest of the set (except the noisy copies and the long ones).
@@ -295,13 +295,14 @@ def run_browser_bench(args: Any) -> int:
     if not Path(CHROMIUM).exists():
         console.print("[red]needs Debian's chromium: apt-get install chromium[/red]")
         return 2
-    proc = None
+    server = None
     url = args.url
     if url is None:
-        from speechwire.bench.load import start_server_process
+        from speechwire.testing.serverprocess import ServerProcess, free_port
 
-        proc, _, port = start_server_process()
-        url = f"http://127.0.0.1:{port}"
+        server = ServerProcess(free_port(), "--log-level", "warning", light=False)
+        server.start()
+        url = f"http://127.0.0.1:{server.port}"
     screenshots = Path(args.screenshots) if args.screenshots else None
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
@@ -313,9 +314,8 @@ def run_browser_bench(args: Any) -> int:
                     browser_bench(url, speech_dir, Path(work), args.files, args.runs, screenshots)
                 )
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(15)
+        if server is not None:
+            server.stop()
     table = Table(title="Browser: end of speech → final text (page clock)")
     for column in ("capture", "files", "WER", "p50 ms", "p95 ms"):
         table.add_column(column)

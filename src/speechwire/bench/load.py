@@ -4,8 +4,8 @@ The server runs as its own process (``speechwire serve --dev``), so its memory a
 own. Clients behave like users:
 
 - a TTS session is a voice agent's reply: text arrives word by word at LLM pace (20 words a
-  second) with a flush at each clause end, and the client "plays" what it receives in real time
-  after a 200 ms cushion. A level
+  second) with a flush at each clause end, and the client plays what it receives in real time
+  through ``audio.playback.PlaybackBuffer`` (the browser player's rule, 200 ms cushion). A level
   of N sessions (starts spread over 2 s) is real-time when no client ever runs dry before its
   reply has been fully received (no underrun) and the first audio comes within a second (p95);
 - an STT session streams a recording at real-time pace with VAD commits; real-time when
@@ -21,19 +21,20 @@ import argparse
 import asyncio
 import json
 import random
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from speechwire.audio.playback import PlaybackBuffer
 from speechwire.client.latency import percentile
 from speechwire.client.tts import TextToSpeechStream
+from speechwire.testing.serverprocess import ServerProcess, free_port
 
 REPLY = (
     "Sure, I can help with that. Your flight to Lisbon leaves at a quarter past nine tomorrow "
@@ -59,9 +60,10 @@ async def tts_session(url: str, delay_s: float) -> TTSRun:
     await asyncio.sleep(delay_s)
     first_flush: float | None = None
     first: float | None = None
-    buffered_until = 0.0
-    underruns = 0
-    worst = 0.0
+    # The browser player's rule: start once the cushion is queued; after an underrun resume as
+    # soon as anything arrives (min 0), so each stall measures only how late the audio was.
+    player = PlaybackBuffer(16000, target_s=CUSHION_S, min_s=0.0)
+    last = 0.0
     audio_s = 0.0
     try:
         async with TextToSpeechStream(url, "joe", output_format="pcm_16000") as tts:
@@ -79,21 +81,18 @@ async def tts_session(url: str, delay_s: float) -> TTSRun:
             task = asyncio.create_task(writer())
             async for chunk in tts:
                 now = time.monotonic()
-                duration = len(chunk.audio) / 32000
-                audio_s += duration
+                audio_s += len(chunk.audio) / 32000
                 if first is None:
                     first = now
-                    buffered_until = now + CUSHION_S
-                elif now > buffered_until:
-                    underruns += 1
-                    worst = max(worst, now - buffered_until)
-                    buffered_until = now
-                buffered_until += duration
+                else:
+                    player.elapse(now - last)  # what the speaker played since the last chunk
+                last = now
+                player.write(np.frombuffer(chunk.audio, np.int16))
             await task
     except Exception as exc:  # reported per level, not raised: a failure is a finding
         return TTSRun(float("nan"), 0, 0.0, audio_s, f"{type(exc).__name__}: {exc}")
     ttfa = (first or time.monotonic()) - (first_flush or time.monotonic())
-    return TTSRun(ttfa, underruns, worst, audio_s)
+    return TTSRun(ttfa, player.underruns, player.longest_stall / player.sample_rate, audio_s)
 
 
 async def tts_level(url: str, sessions: int) -> dict[str, Any]:
@@ -114,38 +113,6 @@ async def tts_level(url: str, sessions: int) -> dict[str, Any]:
     }
 
 
-def start_server_process(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, int]:
-    import os
-    import socket
-
-    from speechwire.bench.stt import _free_port
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "speechwire.cli",
-            "serve",
-            "--dev",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(600):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
-    return proc, f"ws://127.0.0.1:{port}", port
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -157,7 +124,9 @@ def run_load_bench(args: argparse.Namespace) -> int:
     from speechwire.bench.stt import capacity_level, default_speech_dir, load_manifest
 
     console = Console()
-    proc, url, _ = start_server_process()
+    server = ServerProcess(free_port(), "--log-level", "warning", light=False)
+    server.start()
+    url = server.url
     report: dict[str, Any] = {"tts": [], "stt": []}
     try:
         with Progress(console=console, transient=True) as progress:
@@ -175,8 +144,7 @@ def run_load_bench(args: argparse.Namespace) -> int:
                 report["stt"].append(asyncio.run(capacity_level(url, probe[0], probe[1], n)))
                 progress.advance(task)
     finally:
-        proc.terminate()
-        proc.wait(15)
+        server.stop()
     table = Table(title="TTS: concurrent LLM-paced replies played in real time")
     for column in ("sessions", "TTFA p50 ms", "TTFA p95 ms", "underruns", "worst gap ms", "real-time"):
         table.add_column(column)
@@ -252,14 +220,15 @@ async def _soak(url: str, pid: int, minutes: float, report: SoakReport, progress
 
 def run_soak_bench(args: argparse.Namespace) -> int:
     console = Console()
-    proc, url, _ = start_server_process()
+    server = ServerProcess(free_port(), "--log-level", "warning", light=False)
+    server.start()
+    url = server.url
     report = SoakReport(args.minutes)
     try:
         with Progress(console=console, transient=True) as progress:
-            asyncio.run(_soak(url, proc.pid, args.minutes, report, progress))
+            asyncio.run(_soak(url, server.pid, args.minutes, report, progress))
     finally:
-        proc.terminate()
-        proc.wait(15)
+        server.stop()
     samples = report.rss_mib
     window = max(1, len(samples) // max(1, int(args.minutes)))  # about a minute of samples
     # Compare the second minute (after warm-up: engines' arenas, caches) with the last.

@@ -20,10 +20,6 @@ import contextlib
 import csv
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +31,10 @@ from rich.table import Table
 
 from speechwire.audio.resample import resample
 from speechwire.audio.wav import read_audio_file
+from speechwire.bench.wer import WerResult, corpus_wer, wer
 from speechwire.client.latency import percentile
 from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
-from speechwire.wer import WerResult, corpus_wer, wer
+from speechwire.testing.serverprocess import ServerProcess, free_port
 
 
 @dataclass
@@ -75,12 +72,6 @@ def load_manifest(folder: Path) -> list[tuple[Path, str, float]]:
             (folder / r["file"], r["transcript"], float(r["duration_s"]))
             for r in csv.DictReader(f, delimiter="\t")
         ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -170,26 +161,12 @@ def run_stt_bench(args: argparse.Namespace) -> int:
     console = Console()
     folder = Path(args.speech_dir) if args.speech_dir else default_speech_dir()
     files = load_manifest(folder)
-    proc = None
+    server = None
     url = args.url
     if url is None:
-        port = _free_port()
-        env = {
-            **os.environ,
-            "SPEECHWIRE_STT_ENGINES": json.dumps([args.engine]),
-            "SPEECHWIRE_TTS_ENGINES": json.dumps(["espeak"]),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"ws://127.0.0.1:{port}"
-        for _ in range(300):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.1)
+        server = ServerProcess(free_port(), SPEECHWIRE_STT_ENGINES=json.dumps([args.engine]))
+        server.start(timeout_s=30)
+        url = server.url
     report = Report(engine=args.engine)
     try:
         results, total = asyncio.run(
@@ -208,7 +185,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
         short = [f for f in files if 2.0 <= f[2] <= 12.0 and "noisy" not in f[0].name][
             : 4 if args.quick else None
         ]
-        cpu_before = _cpu_seconds(proc.pid) if proc else 0.0
+        cpu_before = _cpu_seconds(server.pid) if server else 0.0
         wall_audio = 0.0
         vad_lat: list[float] = []
         manual_lat: list[float] = []
@@ -221,7 +198,7 @@ def run_stt_bench(args: argparse.Namespace) -> int:
             m = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, manual=True))
             manual_lat += m.commit_to_committed
             wall_audio += duration
-        cpu = (_cpu_seconds(proc.pid) - cpu_before) if proc else float("nan")
+        cpu = (_cpu_seconds(server.pid) - cpu_before) if server else float("nan")
         report.latency = {
             "vad_0.3s_eos_to_commit_p50_ms": 1000 * percentile(vad_lat, 50),
             "vad_0.3s_eos_to_commit_p95_ms": 1000 * percentile(vad_lat, 95),
@@ -246,9 +223,8 @@ def run_stt_bench(args: argparse.Namespace) -> int:
             else:
                 break
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
+        if server is not None:
+            server.stop()
     table = Table(title=f"Realtime STT ({args.engine}): WER per file, streamed at real-time pace, VAD commit")
     table.add_column("file")
     table.add_column("words", justify="right")

@@ -1,24 +1,28 @@
-"""Intelligibility of synthesised speech: WER of Whisper tiny.en on what the server says.
+"""``speechwire bench tts-wer``: intelligibility of synthesised speech, judged by Whisper tiny.en.
 
 Streams each sentence through ``stream-input`` (so the quick first phrase and its seam are
 included), then transcribes it. Also synthesises each sentence whole, straight from the engine,
-to show what the seam costs (if anything). Run: ``.venv/bin/python benchmarks/tts_wer.py``.
+to show what the seam costs (if anything).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+from pathlib import Path
 
 import numpy as np
 
 from speechwire.audio.resample import resample
+from speechwire.bench.tts import machine
+from speechwire.bench.wer import corpus_wer
 from speechwire.client.tts import TextToSpeechStream
 from speechwire.config import Settings
 from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.piper import PiperEngine
 from speechwire.engines.whisper import WhisperEngine
 from speechwire.server.runner import start_server
-from speechwire.wer import corpus_wer
 
 SENTENCES = [
     "The weather today will be sunny with a high of seventy degrees.",
@@ -42,12 +46,13 @@ async def streamed(url: str, text: str) -> np.ndarray:
     return np.frombuffer(audio, np.int16)
 
 
-def main() -> None:
+def run_tts_wer_bench(args: argparse.Namespace) -> int:
     whisper = WhisperEngine()
     piper = PiperEngine()
     server = start_server(Settings(dev=True, tts_engines=["piper"]))
     try:
-        stream_pairs, whole_pairs = [], []
+        stream_pairs: list[tuple[str, str]] = []
+        whole_pairs: list[tuple[str, str]] = []
         for sentence in SENTENCES:
             heard = whisper.transcribe(asyncio.run(streamed(server.ws_url, sentence))).text
             stream_pairs.append((sentence, heard))
@@ -61,7 +66,11 @@ def main() -> None:
     s, w = corpus_wer(stream_pairs), corpus_wer(whole_pairs)
     print(f"WER streamed through stream-input: {s.rate:.1%} ({s.errors}/{s.words})")
     print(f"WER whole sentence from the engine: {w.rate:.1%} ({w.errors}/{w.words})")
-
-
-if __name__ == "__main__":
-    main()
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        figures = {
+            name: {"wer": r.rate, "errors": r.errors, "words": r.words}
+            for name, r in (("streamed", s), ("whole", w))
+        }
+        Path(args.json).write_text(json.dumps({"machine": machine(), "tts_wer": figures}, indent=2))
+    return 0
