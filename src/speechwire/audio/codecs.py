@@ -233,7 +233,9 @@ def make_encoder(fmt: AudioFormat, input_rate: int) -> Encoder:
 # ---- decoding (clients, tests, the CLI) --------------------------------------------------------
 
 
-def _decode_with_av(data: bytes) -> tuple[Int16Array, int]:
+def decode_with_av(data: bytes) -> tuple[Int16Array, int]:
+    """Any container and codec FFmpeg reads (WAV, MP3, FLAC, Ogg, WebM, MP4…) to mono int16 PCM
+    at its own rate. Public because file reading and the batch STT route need the same decoder."""
     import av
 
     pieces: list[Int16Array] = []
@@ -257,5 +259,5 @@ def decode_to_pcm(data: bytes, fmt: AudioFormat) -> tuple[Int16Array, int]:
         return ulaw_decode(data), fmt.sample_rate
     if fmt.codec == "alaw":
         return alaw_decode(data), fmt.sample_rate
-    pcm, rate = _decode_with_av(data)
+    pcm, rate = decode_with_av(data)
     return pcm, rate or fmt.sample_rate

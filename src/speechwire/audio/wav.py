@@ -44,6 +44,6 @@ def read_audio_file(path: str | Path) -> tuple[npt.NDArray[np.int16], int]:
             return read_wav(path)
         except (wave.Error, ValueError):
             pass
-    from speechwire.audio.codecs import _decode_with_av
+    from speechwire.audio.codecs import decode_with_av
 
-    return _decode_with_av(Path(path).read_bytes())
+    return decode_with_av(Path(path).read_bytes())

@@ -95,10 +95,6 @@ class EnginePool:
             thread.start()
 
     @property
-    def queued(self) -> int:
-        return len(self._heap)
-
-    @property
     def busy(self) -> int:
         return self._busy
 

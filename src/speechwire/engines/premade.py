@@ -72,9 +72,6 @@ PREMADE_VOICES: tuple[PremadeVoice, ...] = (
     PremadeVoice("t0jbNlBVZ17f02VDIeMI", "Jessie", "male", "American", legacy=True),
 )
 
-PREMADE_BY_ID: dict[str, PremadeVoice] = {v.voice_id: v for v in PREMADE_VOICES}
-
-
 def premade_aliases(default_voice: str, by_gender: Mapping[str, str] | None = None) -> dict[str, str]:
     """Premade id → local voice id: the voice configured for its gender, else ``default_voice``."""
     by_gender = by_gender or {}

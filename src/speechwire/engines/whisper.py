@@ -170,11 +170,3 @@ class WhisperEngine:
         )
         return Recognition(result.text, words, result.decode_ms)
 
-
-def transcribe_file(path: str | Path, engine: WhisperEngine | None = None) -> str:
-    """Transcribe an audio file (any rate; WAV, FLAC, MP3…) with the default model."""
-    from speechwire.audio.resample import resample
-    from speechwire.audio.wav import read_audio_file
-
-    pcm, rate = read_audio_file(path)
-    return (engine or WhisperEngine()).transcribe(resample(pcm, rate, 16000)).text

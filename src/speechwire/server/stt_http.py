@@ -31,7 +31,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from speechwire.audio.codecs import _decode_with_av
+from speechwire.audio.codecs import decode_with_av
 from speechwire.audio.resample import resample
 from speechwire.engines.base import Recognition, STTEngine
 from speechwire.engines.elevenlabs import UpstreamRefused
@@ -204,7 +204,7 @@ def decode_upload(data: bytes, file_format: str) -> npt.NDArray[np.int16]:
     if file_format == "pcm_s16le_16":
         return np.frombuffer(data[: len(data) - len(data) % 2], "<i2").astype(np.int16)
     try:
-        pcm, rate = _decode_with_av(data)  # WAV, MP3, FLAC, Ogg, WebM, MP4…: whatever FFmpeg reads
+        pcm, rate = decode_with_av(data)  # WAV, MP3, FLAC, Ogg, WebM, MP4…: whatever FFmpeg reads
     except Exception as exc:  # PyAV raises many types for data that is not media
         raise BadRequest(
             400, "invalid_audio", f"The uploaded file could not be decoded as audio ({type(exc).__name__})."
