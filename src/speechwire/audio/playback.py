@@ -48,10 +48,6 @@ class PlaybackBuffer:
     def queued(self) -> int:
         return self._written - self._read
 
-    @property
-    def queued_s(self) -> float:
-        return self.queued / self.sample_rate
-
     def write(self, samples: Int16Array) -> int:
         """Queue ``samples``; return how many fit (the rest is an overrun)."""
         n = len(samples)

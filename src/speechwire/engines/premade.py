@@ -72,6 +72,7 @@ PREMADE_VOICES: tuple[PremadeVoice, ...] = (
     PremadeVoice("t0jbNlBVZ17f02VDIeMI", "Jessie", "male", "American", legacy=True),
 )
 
+
 def premade_aliases(default_voice: str, by_gender: Mapping[str, str] | None = None) -> dict[str, str]:
     """Premade id → local voice id: the voice configured for its gender, else ``default_voice``."""
     by_gender = by_gender or {}

@@ -169,4 +169,3 @@ class WhisperEngine:
             for w in result.words
         )
         return Recognition(result.text, words, result.decode_ms)
-
