@@ -1,4 +1,9 @@
-"""Speech engines behind protocols, a registry, and the policy that schedules their work.
+"""Speech engines and the policy around them: the ``TTSEngine`` / ``STTEngine`` protocols, a
+registry that maps model and voice ids to engines, the implementations (Piper, espeak-ng,
+Whisper, Moonshine, Silero VAD, the ElevenLabs cloud relay), character timing, the
+earliest-deadline-first ``EnginePool`` that runs engine work off the event loop, and the
+engine-agnostic recognition policy (VAD end-pointing, partials, speculative finalisation).
 
-Knows nothing of sockets or of the wire protocol.
+Imports only ``audio``. Knows nothing of the wire protocol's messages, the server, the client,
+FastAPI or Prometheus (the pool reports waits through a callback).
 """
