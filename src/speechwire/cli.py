@@ -7,8 +7,12 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from speechwire.client.reconnect import ReconnectPolicy
 
 console = Console(stderr=True)
 
@@ -56,6 +60,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconnect() -> ReconnectPolicy:
+    """``say`` and ``transcribe`` survive a cut connection (each word voiced, each segment
+    committed once); 3 failed attempts in a row end them, so a server that is not running is
+    reported in a second, not after a minute of backoff."""
+    from speechwire.client.reconnect import GiveUpPolicy, ReconnectPolicy
+
+    return ReconnectPolicy(GiveUpPolicy(max_attempts=3))
+
+
 async def _say(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -69,8 +82,14 @@ async def _say(args: argparse.Namespace) -> int:
         console.print("[red]nothing to say[/red]")
         return 2
     fmt = AudioFormat.parse(args.format)
+    # Reconnecting: a connection cut mid-audio resumes with the words not yet voiced, each once.
     stream = TextToSpeechStream(
-        args.url, args.voice, model_id=args.model, output_format=fmt.name, api_key=args.api_key
+        args.url,
+        args.voice,
+        model_id=args.model,
+        output_format=fmt.name,
+        api_key=args.api_key,
+        reconnect=_reconnect(),
     )
     audio = bytearray()
     async with stream:
@@ -99,6 +118,7 @@ async def _transcribe(args: argparse.Namespace) -> int:
 
     from speechwire.audio.resample import resample
     from speechwire.audio.wav import read_audio_file
+    from speechwire.client.errors import ConnectionClosedError
     from speechwire.client.stt import (
         CommittedTranscript,
         PartialTranscript,
@@ -115,12 +135,13 @@ async def _transcribe(args: argparse.Namespace) -> int:
         vad_silence_threshold_secs=args.vad_silence,
         include_timestamps=args.json,
         api_key=args.api_key,
+        reconnect=_reconnect(),  # a cut resends the audio not yet committed
     )
     out = Console()
     start = time.perf_counter()
     try:
         await stt.connect()
-    except OSError as exc:
+    except (OSError, ConnectionClosedError) as exc:
         console.print(f"[red]cannot reach {args.url}: {exc}. Start one with `speechwire serve`.[/red]")
         return 1
 

@@ -2,56 +2,57 @@
 
 Send PCM from a file, a microphone or any async iterator; read events as an async iterator;
 ``commit()`` for manual commits. It records, for each committed segment, the time from the end
-of speech to the committed text, and the cadence of partial transcripts.
+of speech to the committed text, and the cadence of partial transcripts. Frames are built and
+parsed by ``protocol.stt_client.STTClientSession``; with ``reconnect=`` a lost socket is replaced
+and the audio since the last committed transcript is sent again, so no speech is lost and no
+committed text repeats.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
-import websockets
-from websockets.asyncio.client import ClientConnection
 
 from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat
 from speechwire.client.errors import ConnectionClosedError, server_error
-from speechwire.client.tts import _ws_url
-from speechwire.protocol.stt import input_audio_chunk
+from speechwire.client.reconnect import (
+    Connection,
+    ConnectionState,
+    GiveUpPolicy,
+    Lost,
+    ReconnectPolicy,
+    StateChange,
+    ws_url,
+)
+from speechwire.protocol.stt_client import (
+    CommittedTranscript,
+    PartialTranscript,
+    SessionStarted,
+    STTClientSession,
+    TranscriptError,
+    TranscriptEvent,
+)
+
+__all__ = [
+    "CommittedTranscript",
+    "PartialTranscript",
+    "RealtimeTranscriber",
+    "ResumableTranscriber",
+    "SessionStarted",
+    "TranscriptEvent",
+    "paced_chunks",
+]
 
 SPEECH_RMS = 300.0
 """A chunk louder than this counts as speech for the client's own end-of-speech clock."""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStarted:
-    session_id: str
-    config: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class PartialTranscript:
-    text: str
-    received_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedTranscript:
-    text: str
-    received_at: float
-    words: tuple[dict[str, Any], ...] = ()
-    timestamped: bool = False
-    """The ``committed_transcript_with_timestamps`` copy of a commit (``events()`` skips it)."""
-
-
-TranscriptEvent = SessionStarted | PartialTranscript | CommittedTranscript
 
 
 @dataclass
@@ -60,13 +61,12 @@ class STTLatency:
 
     end_of_speech_to_commit: list[float] = field(default_factory=list)
     partial_intervals: list[float] = field(default_factory=list)
-    first_partial_after_speech: list[float] = field(default_factory=list)
     commit_to_committed: list[float] = field(default_factory=list)
     """Manual commits: from sending the commit to receiving the committed text."""
 
 
 class RealtimeTranscriber:
-    """One realtime STT socket. Use as ``async with RealtimeTranscriber(url) as stt:``."""
+    """One realtime STT stream. Use as ``async with RealtimeTranscriber(url) as stt:``."""
 
     def __init__(
         self,
@@ -80,6 +80,9 @@ class RealtimeTranscriber:
         language_code: str | None = None,
         api_key: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        token: str | None = None,
+        reconnect: ReconnectPolicy | bool | None = None,
+        on_state: Callable[[StateChange], None] | None = None,
     ) -> None:
         self.format = AudioFormat.parse(audio_format, STT_INPUT_FORMATS)
         query: dict[str, str] = {
@@ -87,24 +90,33 @@ class RealtimeTranscriber:
             "audio_format": audio_format,
             "commit_strategy": commit_strategy,
         }
+        if token:  # a single-use token, for browsers that cannot set headers
+            query["token"] = token
         if vad_silence_threshold_secs is not None:
             query["vad_silence_threshold_secs"] = str(vad_silence_threshold_secs)
         if include_timestamps:
             query["include_timestamps"] = "true"
         if language_code:
             query["language_code"] = language_code
-        self.url = f"{_ws_url(base_url).rstrip('/')}/v1/speech-to-text/realtime?{urlencode(query)}"
-        self._api_key = api_key
-        self._ssl = ssl
-        self._ws: ClientConnection | None = None
+        self.url = f"{ws_url(base_url).rstrip('/')}/v1/speech-to-text/realtime?{urlencode(query)}"
+        self.link = Connection(self.url, api_key=api_key, ssl=ssl, reconnect=reconnect, on_state=on_state)
+        self.protocol = STTClientSession(self.format.sample_rate, keep=self.link.policy is not None)
         self.session: SessionStarted | None = None
         self.latency = STTLatency()
         self._sent_samples = 0
         self._last_speech_sent_at: float | None = None  # wall time the last loud chunk went out
         self._speech_since_commit = False
         self._last_partial_at: float | None = None
-        self._first_partial_pending = False
         self._commit_sent_at: float | None = None
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.link.state
+
+    @property
+    def pending(self) -> list[bytes]:
+        """Audio sent since the last committed transcript (kept when reconnecting)."""
+        return self.protocol.pending
 
     async def __aenter__(self) -> RealtimeTranscriber:
         await self.connect()
@@ -114,34 +126,34 @@ class RealtimeTranscriber:
         await self.close()
 
     async def connect(self) -> SessionStarted:
-        headers = {"xi-api-key": self._api_key} if self._api_key else None
-        self._ws = await websockets.connect(
-            self.url, additional_headers=headers, ssl=self._ssl, max_size=16 * 1024 * 1024, compression=None
-        )
-        event = self._parse(await self._ws.recv())
-        if not isinstance(event, SessionStarted):
-            raise ConnectionClosedError(f"expected session_started, got {event!r}")
-        self.session = event
-        return event
+        await self._open(reconnecting=False)
+        assert self.session is not None
+        return self.session
 
-    def _socket(self) -> ClientConnection:
-        if self._ws is None:
-            raise ConnectionClosedError("not connected")
-        return self._ws
+    async def _open(self, reconnecting: bool) -> None:
+        async with self.link.lock:
+            ws = await self.link.open(reconnecting)
+            event = self.protocol.receive(await ws.recv(), time.perf_counter())
+            if isinstance(event, TranscriptError):
+                raise server_error(event.error, event.message)
+            if not isinstance(event, SessionStarted):
+                raise ConnectionClosedError(f"expected session_started, got {event!r}")
+            self.session = event
+            for frame in self.protocol.resume():  # the first time: nothing
+                await self.link.send_now(frame)
 
     async def send_audio(
         self, pcm: bytes | npt.NDArray[np.int16], *, previous_text: str | None = None
     ) -> None:
         """Send one chunk in the session's ``audio_format`` (int16 arrays are taken as PCM)."""
         raw = pcm.astype("<i2").tobytes() if isinstance(pcm, np.ndarray) else pcm
-        message = input_audio_chunk(raw, self.format.sample_rate, previous_text=previous_text)
-        await self._socket().send(json.dumps(message))
+        if self.link.ws is None and self.link.policy is None:
+            raise ConnectionClosedError("not connected")
+        await self.link.send(lambda: self.protocol.audio(raw, previous_text=previous_text))
         now = time.perf_counter()
         if self.format.codec == "pcm" and len(raw) >= 2:
             samples = np.frombuffer(raw[: len(raw) - len(raw) % 2], "<i2").astype(np.float64)
             if float(np.sqrt(np.mean(samples**2))) > SPEECH_RMS:
-                if not self._speech_since_commit:
-                    self._first_partial_pending = True
                 # End of speech = the last loud 10 ms inside this chunk, in wall time: the chunk
                 # went out when its last sample was spoken.
                 frame = max(1, self.format.sample_rate // 100)
@@ -155,23 +167,20 @@ class RealtimeTranscriber:
         self._sent_samples += len(raw) // (self.format.bytes_per_sample or 2)
 
     async def commit(self) -> None:
+        """A manual commit (when reconnecting, only with audio to commit: a resent commit of
+        nothing would be answered with an empty transcript)."""
+        if self.protocol.keep and not self.protocol.pending:
+            return
         self._commit_sent_at = time.perf_counter()
-        await self._socket().send(json.dumps(input_audio_chunk(b"", self.format.sample_rate, commit=True)))
+        await self.link.send(self.protocol.commit)
 
-    def _parse(self, frame: str | bytes) -> TranscriptEvent:
-        data = json.loads(frame)
-        kind = data.get("message_type")
-        now = time.perf_counter()
-        if kind == "session_started":
-            return SessionStarted(str(data.get("session_id", "")), dict(data.get("config", {})))
-        if kind == "partial_transcript":
+    def _measure(self, event: TranscriptEvent) -> None:
+        now = event.received_at if not isinstance(event, SessionStarted) else time.perf_counter()
+        if isinstance(event, PartialTranscript):
             if self._last_partial_at is not None:
                 self.latency.partial_intervals.append(now - self._last_partial_at)
-            if self._first_partial_pending and self._last_speech_sent_at is not None:
-                self._first_partial_pending = False
             self._last_partial_at = now
-            return PartialTranscript(str(data.get("text", "")), now)
-        if kind == "committed_transcript":
+        elif isinstance(event, CommittedTranscript) and not event.timestamped:
             if self._commit_sent_at is not None:
                 self.latency.commit_to_committed.append(now - self._commit_sent_at)
                 self._commit_sent_at = None
@@ -179,25 +188,36 @@ class RealtimeTranscriber:
                 self.latency.end_of_speech_to_commit.append(now - self._last_speech_sent_at)
             self._speech_since_commit = False
             self._last_partial_at = None
-            return CommittedTranscript(str(data.get("text", "")), now)
-        if kind == "committed_transcript_with_timestamps":
-            # The copy of a commit already parsed; ``words`` is null without include_timestamps.
-            return CommittedTranscript(
-                str(data.get("text", "")), now, tuple(data.get("words") or ()), timestamped=True
-            )
-        raise server_error(str(kind), str(data.get("error", data)))
 
     async def events(self) -> AsyncIterator[TranscriptEvent]:
         """Events until the socket closes; errors from the server raise typed exceptions."""
-        ws = self._socket()
-        try:
-            async for frame in ws:
-                event = self._parse(frame)
-                if isinstance(event, CommittedTranscript) and event.timestamped:
-                    continue  # the timestamped twin of a committed transcript already yielded
-                yield event
-        except websockets.ConnectionClosedError as exc:
-            raise ConnectionClosedError(f"connection closed: {exc}") from exc
+        if self.link.ws is None and self.link.policy is None:
+            raise ConnectionClosedError("not connected")
+        while not self.link.closed:
+            if self.link.ws is None:
+                await self._open(reconnecting=True)
+            error: TranscriptError | None = None
+            lost = Lost(None, "")
+            async for frame in self.link.frames():
+                if isinstance(frame, Lost):
+                    lost = frame
+                    break
+                event = self.protocol.receive(frame, time.perf_counter())
+                if isinstance(event, TranscriptError):
+                    error = event  # the close that follows decides: retry, or raise it
+                    continue
+                self._measure(event)
+                if isinstance(event, PartialTranscript | CommittedTranscript):
+                    self.link.progressed = True
+                if not (isinstance(event, CommittedTranscript) and event.timestamped):
+                    yield event  # the timestamped twin of a committed transcript is skipped
+            if self.link.should_retry(lost, error.error if error else None):
+                continue
+            if error is not None:
+                raise server_error(error.error, error.message)
+            if self.link.closed or lost.code == 1000:
+                return
+            raise ConnectionClosedError(f"connection closed: {lost.code} {lost.reason}".strip())
 
     async def finish(self, timeout: float = 5.0) -> CommittedTranscript | None:  # noqa: ASYNC109
         """Graceful end: commit what is uncommitted and wait (bounded) for its transcript.
@@ -221,9 +241,26 @@ class RealtimeTranscriber:
             await self.send_audio(chunk)
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-            self._ws = None
+        await self.link.close()
+
+
+class ResumableTranscriber(RealtimeTranscriber):
+    """``RealtimeTranscriber`` with reconnection on (the name README and users know)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        give_up: GiveUpPolicy | None = None,
+        connect_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        policy = ReconnectPolicy(
+            give_up or GiveUpPolicy(), 0.2, 8.0, connect_timeout, ping_interval, ping_timeout
+        )
+        super().__init__(base_url, reconnect=options.pop("reconnect", policy), **options)
 
 
 async def paced_chunks(

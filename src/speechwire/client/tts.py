@@ -1,30 +1,37 @@
-"""``TextToSpeechStream``: an asyncio client for ``stream-input``.
+"""``TextToSpeechStream``: an asyncio client for ``stream-input``, reconnecting if asked.
 
 Send text as it arrives (say, tokens from an LLM), ``flush()`` at the end of a turn, ``end()``
 when done, and iterate over audio chunks with their character timing. Time to first audio is
-recorded in ``latency``.
+recorded in ``latency``. Frames are built and parsed by ``protocol.tts_client.TTSClientSession``;
+with ``reconnect=`` a lost socket is replaced and the session's resume frames send only the
+unvoiced rest, so each stretch of audio arrives exactly once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import asyncio
 import ssl as ssl_module
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import websockets
-from websockets.asyncio.client import ClientConnection
-
 from speechwire.audio.alignment import CharAlignment
 from speechwire.client.errors import ConnectionClosedError, server_error
 from speechwire.client.latency import LatencyRecorder
-from speechwire.protocol.tts import AudioReceived, ErrorReceived, FinalReceived, parse_server_message
+from speechwire.client.reconnect import (
+    MAX_FRAME_BYTES,
+    Connection,
+    ConnectionState,
+    GiveUpPolicy,
+    Lost,
+    ReconnectPolicy,
+    StateChange,
+    ws_url,
+)
+from speechwire.protocol.tts_client import ErrorReceived, FinalReceived, TTSClientSession
 
-MAX_FRAME_BYTES = 16 * 1024 * 1024
-"""ElevenLabs frames reach 16 MB; a client must accept them."""
+__all__ = ["MAX_FRAME_BYTES", "AudioChunk", "ResumableTextToSpeech", "TextToSpeechStream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +42,8 @@ class AudioChunk:
     alignment: CharAlignment | None
 
 
-def _ws_url(base_url: str) -> str:
-    if base_url.startswith("http://"):
-        return "ws://" + base_url[len("http://") :]
-    if base_url.startswith("https://"):
-        return "wss://" + base_url[len("https://") :]
-    return base_url
-
-
 class TextToSpeechStream:
-    """One ``stream-input`` WebSocket. Use as ``async with TextToSpeechStream(...) as tts:``."""
+    """One ``stream-input`` stream. Use as ``async with TextToSpeechStream(...) as tts:``."""
 
     def __init__(
         self,
@@ -59,26 +58,41 @@ class TextToSpeechStream:
         auto_mode: bool = False,
         inactivity_timeout: int | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        single_use_token: str | None = None,
+        reconnect: ReconnectPolicy | bool | None = None,
+        on_state: Callable[[StateChange], None] | None = None,
+        keepalive_s: float | None = None,
     ) -> None:
         query: dict[str, str] = {"output_format": output_format}
+        if single_use_token:  # browsers cannot set headers: a short-lived token in the query
+            query["single_use_token"] = single_use_token
         if model_id:
             query["model_id"] = model_id
         if auto_mode:
             query["auto_mode"] = "true"
         if inactivity_timeout is not None:
             query["inactivity_timeout"] = str(inactivity_timeout)
-        self.url = (
-            f"{_ws_url(base_url).rstrip('/')}/v1/text-to-speech/{voice_id}/stream-input?{urlencode(query)}"
-        )
+        path = f"/v1/text-to-speech/{voice_id}/stream-input?{urlencode(query)}"
+        self.url = f"{ws_url(base_url).rstrip('/')}{path}"
         self.output_format = output_format
-        self._api_key = api_key
-        self._voice_settings = voice_settings
-        self._schedule = chunk_length_schedule
-        self._ssl = ssl
-        self._ws: ClientConnection | None = None
+        self.protocol = TTSClientSession(voice_settings, chunk_length_schedule)
+        self.link = Connection(self.url, api_key=api_key, ssl=ssl, reconnect=reconnect, on_state=on_state)
+        self.keepalive_s = keepalive_s
         self.latency = LatencyRecorder()
-        self.voiced_text = ""
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.link.state
+
+    @property
+    def voiced_text(self) -> str:
         """Characters the server has voiced so far (from alignment)."""
+        return self.protocol.voiced_text
+
+    @property
+    def sent(self) -> str:
+        """Every character sent after the first message, in order."""
+        return self.protocol.log.sent
 
     async def __aenter__(self) -> TextToSpeechStream:
         await self.connect()
@@ -88,79 +102,85 @@ class TextToSpeechStream:
         await self.close()
 
     async def connect(self) -> None:
-        headers = {"xi-api-key": self._api_key} if self._api_key else None
-        self._ws = await websockets.connect(
-            self.url, additional_headers=headers, max_size=MAX_FRAME_BYTES, ssl=self._ssl, compression=None
-        )
-        init: dict[str, Any] = {"text": " "}
-        if self._voice_settings:
-            init["voice_settings"] = self._voice_settings
-        if self._schedule:
-            init["generation_config"] = {"chunk_length_schedule": self._schedule}
-        await self._send(init)
+        await self._open(reconnecting=False)
+        if self.keepalive_s:
+            self.link.keep_alive(self.keepalive_s, self._keep_alive_unless_ended)
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        """Send a frame. If the server already closed, say nothing here: its error frame is still
-        queued, and iterating raises it as a typed error (more useful than "connection closed")."""
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await self._socket().send(json.dumps(message))
-
-    def _socket(self) -> ClientConnection:
-        if self._ws is None:
-            raise ConnectionClosedError("not connected")
-        return self._ws
+    async def _open(self, reconnecting: bool) -> None:
+        async with self.link.lock:
+            await self.link.open(reconnecting)
+            for frame in self.protocol.resume():  # the first time: just the first message
+                await self.link.send_now(frame)
 
     async def send(self, text: str, *, flush: bool = False, try_trigger_generation: bool = False) -> None:
-        """Send a piece of text; ``flush`` forces generation of everything buffered."""
+        """Send a piece of text; ``flush`` forces generation of everything buffered.
+
+        If the server already closed, nothing is said here: its error frame is still queued, and
+        iterating raises it as a typed error (more useful than "connection closed")."""
         if not text:
             raise ValueError("use end() to finish; empty text ends the stream")
-        message: dict[str, Any] = {"text": text}
-        if flush:
-            message["flush"] = True
-        if try_trigger_generation:
-            message["try_trigger_generation"] = True
-        await self._send(message)
+        await self.link.send(
+            lambda: self.protocol.text(text, flush=flush, try_trigger_generation=try_trigger_generation)
+        )
         if text.strip():
             self.latency.text_sent()
 
     async def flush(self) -> None:
-        await self._send({"text": " ", "flush": True})
+        await self.link.send(self.protocol.flush)
 
     async def keep_alive(self) -> None:
         """The protocol's keep-alive: a single space resets the server's inactivity timer."""
-        await self._send({"text": " "})
+        await self.link.send(self.protocol.keep_alive)
+
+    async def _keep_alive_unless_ended(self) -> None:
+        await self.link.send(lambda: None if self.protocol.ended else self.protocol.keep_alive())
 
     async def end(self) -> None:
         """End of input: the server voices what is buffered, sends ``isFinal`` and closes."""
-        await self._send({"text": ""})
+        await self.link.send(self.protocol.end)
+
+    async def finish(self, timeout: float = 10.0) -> list[AudioChunk]:  # noqa: ASYNC109
+        """Graceful end: end input and collect the rest of the audio until ``isFinal`` (bounded).
+
+        Returns the chunks that arrived; raises ``TimeoutError`` past ``timeout``."""
+        await self.end()
+        async with asyncio.timeout(timeout):
+            return [chunk async for chunk in self]
 
     async def __aiter__(self) -> AsyncIterator[AudioChunk]:
-        ws = self._socket()
-        try:
-            async for frame in ws:
-                event = parse_server_message(frame)
+        while not self.link.closed:
+            if self.link.ws is None:
+                await self._open(reconnecting=True)
+            error: ErrorReceived | None = None
+            lost = Lost(None, "")
+            async for frame in self.link.frames():
+                if isinstance(frame, Lost):
+                    lost = frame
+                    break
+                event = self.protocol.receive(frame)
                 if isinstance(event, ErrorReceived):
-                    raise server_error(event.error, event.message, event.code)
-                if isinstance(event, FinalReceived):
+                    error = event  # the close that follows decides: retry, or raise it
+                elif isinstance(event, FinalReceived):
+                    await self.close()
                     return
-                if isinstance(event, AudioReceived):
+                else:
+                    self.link.progressed = True
                     if event.audio:
                         self.latency.audio_received()
-                    if event.alignment is not None:
-                        self.voiced_text += event.alignment.text
                     yield AudioChunk(event.audio, event.alignment)
-        except websockets.ConnectionClosedError as exc:
-            raise ConnectionClosedError(f"connection closed: {exc}") from exc
-        raise ConnectionClosedError("connection closed before isFinal")
+            if self.link.should_retry(lost, error.error if error else None):
+                continue
+            if error is not None:
+                raise server_error(error.error, error.message, error.code)
+            raise ConnectionClosedError(
+                f"connection closed before isFinal: {lost.code} {lost.reason}".strip()
+            )
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-            self._ws = None
+        await self.link.close()
 
     async def synthesize(self, pieces: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
         """Send ``pieces`` as they come (flushing at the end) while yielding audio as it arrives."""
-        import asyncio
 
         async def feed() -> None:
             if isinstance(pieces, AsyncIterable):
@@ -179,3 +199,23 @@ class TextToSpeechStream:
         finally:
             if not sender.done():
                 sender.cancel()
+
+
+class ResumableTextToSpeech(TextToSpeechStream):
+    """``TextToSpeechStream`` with reconnection on (the name README and users know)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        voice_id: str = "joe",
+        *,
+        give_up: GiveUpPolicy | None = None,
+        connect_timeout: float = 5.0,
+        ping_interval: float = 5.0,
+        ping_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        policy = ReconnectPolicy(
+            give_up or GiveUpPolicy(), 0.2, 8.0, connect_timeout, ping_interval, ping_timeout
+        )
+        super().__init__(base_url, voice_id, reconnect=options.pop("reconnect", policy), **options)

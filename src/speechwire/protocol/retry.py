@@ -1,0 +1,73 @@
+"""Whether a lost connection is worth a new one: one pure function of (close code, error type).
+
+The table is data, shared with the browser (``web/wire.js`` holds the same JSON, and
+``tests/test_wire_constants.py`` keeps them equal). An error type the table names decides;
+otherwise the close code does; a code the table does not name is retried (a network fault).
+
+Errors (each a type our server sends; the reason for its decision):
+- ``internal_error`` retry: a fault of the server, not of the request; the next session may work.
+- ``transcriber_error`` retry: the recogniser failed on the server; the request was fine.
+- ``upstream_error`` retry: the cloud behind a relay failed; the request was fine.
+- ``resource_exhausted`` retry: the server is at its session limit; the backoff waits for a slot.
+- ``rate_limited`` retry: the key's budget refills; the backoff waits for it.
+- ``service_unavailable`` retry: a relay could not reach the cloud; it may be back soon.
+- ``queue_overflow`` retry: the reader fell behind; a new session resumes from what was voiced.
+- ``session_time_limit_exceeded`` retry: sessions are capped in length, not in number; the next
+  session carries on from the resume point.
+- ``input_timeout_exceeded`` fail: the client went quiet; a new session would idle out the same
+  way (clients send keep-alives to avoid it).
+- Anything else the server sends on 1008 (``invalid_api_key``, ``voice_not_found``,
+  ``input_error``…) fails through its close code: repeating the request repeats the error.
+
+Close codes (when no error type decides):
+- 1000 retry: a normal close before the stream's end (a server restarting cleanly).
+- 1001 retry: the server is going away (SIGTERM drain); another replica or the restart serves.
+- 1006 retry: no close frame — a cut connection, the fault reconnection exists for.
+- 1011, 1012, 1013 retry: server error, restart, try again later — none is the request's fault.
+- 1003, 1007, 1008, 1009 fail: a protocol or policy violation; the same frames would fail again.
+"""
+
+from __future__ import annotations
+
+import enum
+
+RETRY_ERRORS: dict[str, bool] = {
+    "internal_error": True,
+    "transcriber_error": True,
+    "upstream_error": True,
+    "resource_exhausted": True,
+    "rate_limited": True,
+    "service_unavailable": True,
+    "queue_overflow": True,
+    "session_time_limit_exceeded": True,
+    "input_timeout_exceeded": False,
+}
+"""Error type → retry? (the docstring gives each row's reason)."""
+
+RETRY_CLOSE_CODES: dict[int, bool] = {
+    1000: True,
+    1001: True,
+    1006: True,
+    1011: True,
+    1012: True,
+    1013: True,
+    1003: False,
+    1007: False,
+    1008: False,
+    1009: False,
+}
+"""Close code → retry? (the docstring gives each row's reason); codes not named are retried."""
+
+
+class Decision(enum.Enum):
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+def decide(close_code: int | None, error: str | None = None) -> Decision:
+    """Retry or fail after a connection ended with ``close_code`` (None: no close frame) and the
+    last error type the server sent on it (None: none)."""
+    if error is not None and error in RETRY_ERRORS:
+        return Decision.RETRY if RETRY_ERRORS[error] else Decision.FAIL
+    retry = RETRY_CLOSE_CODES.get(close_code if close_code is not None else 1006, True)
+    return Decision.RETRY if retry else Decision.FAIL
