@@ -26,6 +26,7 @@ from tests.conftest import SPEECH_DIR, speech_manifest
 WEB_MODULES = (
     "speechwire.js",
     "connection.js",
+    "wire.js",
     "player.js",
     "player-worklet.js",
     "tts.js",

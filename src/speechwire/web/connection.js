@@ -3,10 +3,13 @@
 // States: idle → connecting → open → (reconnecting → connecting → open)* → closed | failed.
 // Policies, each with its reason:
 // - retry: exponential backoff with jitter, so clients of a restarted server don't return at once;
-// - no retry on protocol errors (1003, 1007, 1008, 1009): repeating the same request repeats the error
-//   (but a session that hit its time limit or idled out is simply started again);
+// - whether to retry is wire.js's `decide(close code, error type)`, the table Python's
+//   protocol/retry.py holds too: a protocol error (1008…) is not retried, a server fault, a full
+//   server or a session's time limit is;
 // - give up after `giveUpAfterMs` without an open connection, so a dead server ends in "failed";
 // - retry at once when the browser says it is back online: the backoff was waiting for that.
+
+import { decide, errorType } from "./wire.js";
 
 export const State = Object.freeze({
   IDLE: "idle",
@@ -17,9 +20,6 @@ export const State = Object.freeze({
   FAILED: "failed",
 });
 
-const FATAL_CODES = new Set([1003, 1007, 1008, 1009]);
-// …except after these errors, which end a session, not the service: a new session is fine.
-const RETRYABLE_ERRORS = new Set(["session_time_limit_exceeded", "input_timeout_exceeded"]);
 
 /** Delay (ms) before attempt n: random in [cap/2, cap], cap = min(maxMs, initialMs·2^n) ("equal jitter":
  *  spread out, yet never an instant retry loop). */
@@ -138,8 +138,8 @@ export class Connection extends EventTarget {
       } catch {
         return;
       }
-      const error = typeof data.error === "string" && data.message_type ? data.message_type : data.error;
-      if (typeof error === "string") this.lastErrorType = error;
+      const error = errorType(data);
+      if (error) this.lastErrorType = error;
       this.dispatchEvent(new CustomEvent("message", { detail: data }));
     };
     ws.onclose = (event) => {
@@ -147,7 +147,7 @@ export class Connection extends EventTarget {
       this.ws = null;
       this.dispatchEvent(new CustomEvent("close", { detail: { code: event.code, reason: event.reason, opened } }));
       if (this.state === State.CLOSED) return;
-      if (FATAL_CODES.has(event.code) && !RETRYABLE_ERRORS.has(this.lastErrorType)) {
+      if (decide(event.code, this.lastErrorType) === "fail") {
         this.lastError = event.reason || `closed with ${event.code}`;
         window.removeEventListener("online", this._onOnline);
         this._setState(State.FAILED, { code: event.code, reason: event.reason });

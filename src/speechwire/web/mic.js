@@ -12,6 +12,7 @@
 // mode; at most `replaySeconds`), so words spoken during the outage are transcribed once.
 
 import { Connection, mintToken, tokenUrl } from "./connection.js";
+import { audioChunkFrame } from "./wire.js";
 import { int16ToBase64 } from "./player.js";
 
 export class MicCapture extends EventTarget {
@@ -190,12 +191,7 @@ export class MicTranscriber extends EventTarget {
   }
 
   _send(frame) {
-    const ok = this.connection.send({
-      message_type: "input_audio_chunk",
-      audio_base_64: int16ToBase64(frame.pcm),
-      commit: false,
-      sample_rate: 16000,
-    });
+    const ok = this.connection.send(audioChunkFrame(int16ToBase64(frame.pcm), { sampleRate: 16000 }));
     if (ok) {
       this._sessionSamples += frame.pcm.length;
       this._marks.push([this._sessionSamples, frame.capturedAt]);
@@ -209,7 +205,7 @@ export class MicTranscriber extends EventTarget {
       const bytes = new Uint8Array(await blob.arrayBuffer());
       let bin = "";
       for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-      this.connection.send({ message_type: "input_audio_chunk", audio_base_64: btoa(bin), commit: false });
+      this.connection.send(audioChunkFrame(btoa(bin)));
     });
   }
 

@@ -3,7 +3,8 @@
 //            TranscriptView, StatusIndicator, LatencyPanel } from "/web/speechwire.js";
 export { Connection, State, backoffDelay, mintToken, tokenUrl } from "./connection.js";
 export { TTSPlayer, base64ToInt16, int16ToBase64 } from "./player.js";
-export { TTSClient, remainderAfter } from "./tts.js";
+export { TTSClient } from "./tts.js";
+export { advanceVoiced, decide, RETRY_TABLE } from "./wire.js";
 export { MicCapture, MicTranscriber } from "./mic.js";
 export { TranscriptView } from "./transcript.js";
 export { StatusIndicator } from "./status.js";

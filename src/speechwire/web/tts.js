@@ -14,8 +14,17 @@
 
 import { Connection, mintToken, tokenUrl } from "./connection.js";
 import { base64ToInt16 } from "./player.js";
-
-const nonSpace = (s) => s.replace(/\s+/g, "").length;
+import {
+  advanceVoiced,
+  alignedChars,
+  closeContextFrame,
+  closeSocketFrame,
+  contextOf,
+  initFrame,
+  isFinal,
+  keepAliveFrame,
+  textFrame,
+} from "./wire.js";
 
 export class TTSClient extends EventTarget {
   constructor({
@@ -94,14 +103,14 @@ export class TTSClient extends EventTarget {
     this.player.interrupt();
     if (u && u.id) {
       this._closed.set(u.id, "interrupted");
-      this.connection.send({ context_id: u.id, close_context: true });
+      this.connection.send(closeContextFrame(u.id));
     }
     this._emit("interrupted", { text: u ? u.text : "" });
   }
 
   close() {
     clearInterval(this._keepAlive);
-    this.connection.send({ close_socket: true });
+    this.connection.send(closeSocketFrame());
     this.connection.close();
   }
 
@@ -112,9 +121,7 @@ export class TTSClient extends EventTarget {
 
   _openWarm() {
     const id = this._newId();
-    const init = { text: " ", context_id: id };
-    if (this.voiceSettings) init.voice_settings = this.voiceSettings;
-    if (this.connection.send(init)) this._warm = id;
+    if (this.connection.send(initFrame({ contextId: id, voiceSettings: this.voiceSettings }))) this._warm = id;
   }
 
   /** Send a piece of the current reply; `text` holds exactly what was sent. */
@@ -127,7 +134,7 @@ export class TTSClient extends EventTarget {
       this._warm = null;
       this._openWarm();
     }
-    if (!this.connection.send({ text: piece, context_id: u.id, flush: true })) return false;
+    if (!this.connection.send(textFrame(piece, { contextId: u.id, flush: true }))) return false;
     u.text += piece;
     return true;
   }
@@ -139,15 +146,15 @@ export class TTSClient extends EventTarget {
     clearInterval(this._keepAlive);
     this._keepAlive = setInterval(() => {
       for (const id of [this._warm, this._current?.id]) {
-        if (id) this.connection.send({ text: "", context_id: id });
+        if (id) this.connection.send(keepAliveFrame(id));
       }
     }, this.keepAliveMs);
     const u = this._current;
     if (u && u.id) {
       // Resume: send again what the old context had not voiced yet, before anything newer.
-      const rest = remainderAfter(u.text, u.voiced);
+      const rest = u.text.slice(u.voiced);
       u.id = null;
-      u.text = u.text.slice(0, u.text.length - rest.length);
+      u.text = u.text.slice(0, u.voiced);
       if (rest.trim()) this._pending.unshift(rest);
       else if (!this._pending.length) this._finish(u);
     }
@@ -162,14 +169,14 @@ export class TTSClient extends EventTarget {
   }
 
   _onMessage(msg) {
-    const id = msg.contextId ?? msg.context_id;
+    const id = contextOf(msg);
     if (msg.error) {
       this._emit("error", { error: msg.error, message: msg.message });
       return;
     }
     if (this._closed.has(id)) {
       if (msg.audio && this._closed.get(id) === "interrupted") this.lateChunks += 1;
-      if (msg.isFinal || msg.is_final) this._closed.delete(id);
+      if (isFinal(msg)) this._closed.delete(id);
       return;
     }
     const u = this._current;
@@ -182,12 +189,12 @@ export class TTSClient extends EventTarget {
       }
       if (this.recordReceived) this.received.push(pcm.slice());
       this.player.push(pcm);
-      const chars = (msg.alignment || msg.normalizedAlignment)?.chars;
-      if (chars) u.voiced += nonSpace(chars.join(""));
+      const chars = alignedChars(msg);
+      if (chars) u.voiced = advanceVoiced(u.text, u.voiced, chars);
       this._emit("audio", { contextId: id, samples: pcm.length });
-      if (!this._pending.length && u.voiced >= nonSpace(u.text)) this._finish(u);
+      if (!this._pending.length && !u.text.slice(u.voiced).trim()) this._finish(u);
     }
-    if (msg.isFinal || msg.is_final) this._finish(u);
+    if (isFinal(msg)) this._finish(u);
   }
 
   _finish(u) {
@@ -196,7 +203,7 @@ export class TTSClient extends EventTarget {
     this.player.end();
     if (u.id) {
       this._closed.set(u.id, "done");
-      this.connection.send({ context_id: u.id, close_context: true });
+      this.connection.send(closeContextFrame(u.id));
     }
     this._emit("done", { text: u.text, firstAudioMs: u.firstAudioMs });
   }
@@ -204,14 +211,4 @@ export class TTSClient extends EventTarget {
   _emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
-}
-
-/** The part of `text` after its first `voiced` non-space characters. */
-export function remainderAfter(text, voiced) {
-  let seen = 0;
-  for (let i = 0; i < text.length; i++) {
-    if (seen >= voiced) return text.slice(i);
-    if (!/\s/.test(text[i])) seen += 1;
-  }
-  return "";
 }
