@@ -20,9 +20,6 @@ from speechwire.protocol.multi import (
 )
 from speechwire.protocol.text import segment
 from speechwire.protocol.tts import (
-    AudioReceived,
-    ErrorReceived,
-    FinalReceived,
     Generate,
     Initialized,
     InputEnded,
@@ -30,8 +27,8 @@ from speechwire.protocol.tts import (
     TTSServerSession,
     TTSState,
     audio_message,
-    parse_server_message,
 )
+from speechwire.protocol.tts_client import AudioReceived, ErrorReceived, FinalReceived, parse_server_message
 
 INIT = json.dumps({"text": " "})
 

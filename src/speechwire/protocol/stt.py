@@ -395,18 +395,3 @@ def committed_with_timestamps(
         )
     message["words"] = items
     return message
-
-
-def input_audio_chunk(
-    audio: bytes, sample_rate: int, *, commit: bool = False, previous_text: str | None = None
-) -> dict[str, Any]:
-    """The client's one message: audio (possibly empty), with ``commit`` for a manual commit."""
-    message: dict[str, Any] = {
-        "message_type": "input_audio_chunk",
-        "audio_base_64": base64.b64encode(audio).decode("ascii"),
-        "commit": commit,
-        "sample_rate": sample_rate,
-    }
-    if previous_text:
-        message["previous_text"] = previous_text
-    return message
