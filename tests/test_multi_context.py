@@ -196,3 +196,28 @@ async def test_close_socket_finishes_every_context(server: RunningServer) -> Non
         )
         assert said == text
     assert {f["contextId"] for f in frames if f.get("isFinal")} == {"one", "two"}
+
+
+async def test_client_with_reconnect_resumes_contexts_through_a_cut(server: RunningServer) -> None:
+    """``MultiContextTTS(reconnect=True)``: a cut mid-audio re-opens the closed context with its
+    unvoiced rest, so the turn's text is voiced exactly once and its final still arrives."""
+    from speechwire.testing.faultproxy import FaultProxy, Plan
+
+    proxy = await FaultProxy(
+        "127.0.0.1", server.port, planner=lambda n: Plan(cut_after=30_000 if n == 0 else None)
+    ).start()
+    try:
+        async with MultiContextTTS(f"ws://127.0.0.1:{proxy.port}", "espeak-en", reconnect=True) as tts:
+            cid = await tts.start_context(LONG, flush=True)
+            await tts.close_context()
+            chunks: list[ContextAudio] = []
+            async for event in tts:
+                if isinstance(event, ContextFinished):
+                    assert event.context_id == cid
+                    break
+                chunks.append(event)
+            assert tts.link.reconnects == 1
+    finally:
+        await proxy.stop()
+    assert proxy.cuts == 1
+    assert "".join(c.alignment.text for c in chunks if c.alignment).rstrip() == LONG.rstrip()
