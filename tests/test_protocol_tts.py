@@ -132,9 +132,9 @@ def test_keep_alive_space_resets_inactivity_timer() -> None:
     s = session(inactivity_timeout="5")
     s.receive(INIT, 0)
     s.receive(json.dumps({"text": " "}), 4)
-    s.check_timeout(8.9)
+    s.expire(8.9)
     with pytest.raises(ProtocolError) as err:
-        s.check_timeout(9.0)
+        s.expire(9.0)
     assert err.value.error == "input_timeout_exceeded"
     assert err.value.code == 1008
 

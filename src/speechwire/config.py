@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     delays speech)."""
     stt_max_chunk_seconds: float = 5.0
     """Largest audio chunk accepted; larger ones get ``chunk_size_exceeded``."""
+    stt_inactivity_timeout_s: float | None = None
+    """A realtime STT socket that sends no frame for this long is closed with ``input_error``.
+    Off by default: upstream documents no idle timeout, and clients (push-to-talk, captions
+    paused by the user) sit silent for minutes; ``max_session_s`` still bounds every session."""
     stt_max_upload_bytes: int = 200 << 20
     """Largest ``POST /v1/speech-to-text`` body (200 MiB: over an hour of 16 kHz WAV); larger
     uploads get 413 before they are read in full. Upstream takes up to 3 GB, but decodes it on

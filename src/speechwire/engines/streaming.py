@@ -1,6 +1,8 @@
-"""Streaming recognition on top of any whole-utterance ``STTEngine``: the policy, once.
+"""Streaming recognition on top of any whole-utterance ``STTEngine``: the decode scheduling, once.
 
-Audio arrives in chunks. Silero VAD marks speech. While someone speaks, the unsettled tail is
+Audio arrives in chunks. Silero VAD marks speech; when a phrase opens, settles or a commit is
+due is decided by the ``Endpointer`` (``engines/endpointing.py``), and this module schedules the
+decodes those decisions call for. While someone speaks, the unsettled tail is
 re-decoded every ``partial_interval_s`` for partial transcripts (never more than one decode in
 flight per stream, so a slow machine drops partials instead of falling behind). At every short
 pause (``settle_pause_s``) the phrase before it is decoded once, speculatively, and kept: when
@@ -20,32 +22,20 @@ import numpy as np
 import numpy.typing as npt
 
 from speechwire.engines.base import Recognition, STTEngine, join_texts
+from speechwire.engines.endpointing import RATE, Action, EndpointConfig, Endpointer, EndpointState
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.vad import FRAME, SileroVAD
 
-RATE = 16000
-FRAME_S = FRAME / RATE
-
 
 @dataclass(frozen=True, slots=True)
-class RecognizerConfig:
-    commit_on_vad: bool = False
-    vad_threshold: float = 0.4
-    silence_commit_s: float = 1.5
-    """Silence after speech that ends an utterance (``vad_silence_threshold_secs``)."""
-    min_speech_s: float = 0.1
-    min_silence_s: float = 0.1
-    settle_pause_s: float = 0.3
-    """A pause this long inside an utterance settles the phrase before it (decoded once, kept)."""
+class RecognizerConfig(EndpointConfig):
+    """The end-pointing settings plus how partials and phrases are decoded."""
+
     partial_interval_s: float = 0.5
-    long_phrase_s: float = 3.0
-    """Past this length a phrase settles at any short pause (two VAD frames)."""
-    preroll_s: float = 0.25
-    """Audio kept before detected speech: VAD reacts a frame or two late and onsets are quiet."""
     tail_s: float = 0.2
+    """Audio kept after the last speech frame of a phrase (word endings are quiet)."""
     language: str | None = "en"
     word_timestamps: bool = False
-    max_uncommitted_s: float = 90.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +83,13 @@ class StreamingRecognizer:
         self._base = 0  # absolute sample index of the first buffered sample
         self._total = 0  # absolute samples received
         self._vad_pos = 0  # absolute samples covered by VAD frames
-        self._speaking = False
-        self._speech_run = 0.0
-        self._silence_run = 0.0
-        self._heard_speech = False  # any speech since the last commit
+        self._endpoint = Endpointer(config)
         self._phrase_start: int | None = None  # start of the unsettled phrase (absolute)
-        self._last_speech_end = 0
         self._phrases: list[_Phrase] = []
         self._partial_task: asyncio.Task[None] | None = None
         self._last_partial_at = 0
         self._last_partial_decode_s = 0.0
         self._generation = 0
-        self.decode_ms: list[float] = []
-        self.partials_sent = 0
 
     # ---- audio bookkeeping -----------------------------------------------------------------
 
@@ -130,74 +114,43 @@ class StreamingRecognizer:
         audio = self._audio(start, end).copy()
         language, words = self.config.language, self.config.word_timestamps
 
-        async def run() -> Recognition:
-            result = await self.pool.run(
-                lambda: self.engine.recognize(audio, language, words), time.monotonic() + deadline_s
-            )
-            self.decode_ms.append(result.decode_ms)
-            return result
+        job = self.pool.run(
+            lambda: self.engine.recognize(audio, language, words), time.monotonic() + deadline_s
+        )
+        return asyncio.get_running_loop().create_task(job)
 
-        return asyncio.get_running_loop().create_task(run())
-
-    # ---- the policy ----------------------------------------------------------------------------
+    # ---- acting on the end-pointing decisions -------------------------------------------------
 
     async def feed(self, pcm16k: npt.NDArray[np.int16]) -> None:
         """Take 16 kHz audio; may emit partials (later) and commits (now, on VAD end-point)."""
         self._chunks.append(pcm16k)
         self._total += len(pcm16k)
-        cfg = self.config
+        endpoint = self._endpoint
         for prob in self._vad.probabilities(pcm16k):
-            frame_end = self._vad_pos + FRAME
-            self._vad_pos = frame_end
-            if prob >= cfg.vad_threshold:
-                self._speech_run += FRAME_S
-                self._silence_run = 0.0
-                if not self._speaking and self._speech_run >= cfg.min_speech_s:
-                    self._speaking = True
-                    self._heard_speech = True
-                    if self._phrase_start is None:
-                        onset = frame_end - int((self._speech_run + cfg.preroll_s) * RATE)
-                        floor = self._phrases[-1].end if self._phrases else self._base
-                        self._phrase_start = max(onset, floor)
-                if self._speaking:
-                    self._last_speech_end = frame_end
-            elif prob < max(0.05, cfg.vad_threshold - 0.15):
-                self._silence_run += FRAME_S
-                self._speech_run = 0.0
-                if self._speaking and self._silence_run >= cfg.min_silence_s:
-                    self._speaking = False
-                if (
-                    not self._speaking
-                    and self._phrase_start is not None
-                    and self._silence_run >= self._settle_pause()
-                ):
-                    self._settle()
-                if (
-                    cfg.commit_on_vad
-                    and self._heard_speech
-                    and not self._speaking
-                    and self._silence_run >= cfg.silence_commit_s
-                ):
-                    await self.commit()
-        if not self._heard_speech and self._phrase_start is None:
+            self._vad_pos += FRAME
+            phrase_s = 0.0 if self._phrase_start is None else (self._total - self._phrase_start) / RATE
+            for action in endpoint.frame(float(prob), self._vad_pos, phrase_s):
+                await self._act(action)
+        if endpoint.state is EndpointState.SILENCE:
             # Nothing to keep but the pre-roll: bound memory during long silences.
-            self._drop_before(self._total - int(cfg.preroll_s * RATE) - FRAME)
-        if (self._total - self._base) / RATE >= cfg.max_uncommitted_s:
-            await self.commit()
+            self._drop_before(self._total - int(self.config.preroll_s * RATE) - FRAME)
+        for action in endpoint.buffered((self._total - self._base) / RATE):
+            await self._act(action)
         self._maybe_partial()
 
-    def _settle_pause(self) -> float:
-        """Pause that settles the current phrase: shorter as the phrase grows, so that no decode
-        (partial or final) ever covers much more than a few seconds of audio."""
-        cfg = self.config
-        pause = min(cfg.settle_pause_s, 0.6 * cfg.silence_commit_s)
-        if self._phrase_start is not None and (self._total - self._phrase_start) / RATE > cfg.long_phrase_s:
-            pause = min(pause, 2 * FRAME_S)
-        return pause
+    async def _act(self, action: Action) -> None:
+        """Carry out an end-pointing decision (the decode scheduling is all here)."""
+        if action is Action.OPEN_PHRASE:
+            floor = self._phrases[-1].end if self._phrases else self._base
+            self._phrase_start = max(self._endpoint.onset, floor)
+        elif action is Action.SETTLE_PHRASE:
+            self._settle()
+        elif action is Action.COMMIT_DUE:
+            await self.commit()
 
     def _settle(self) -> None:
         assert self._phrase_start is not None
-        end = min(self._total, self._last_speech_end + int(self.config.tail_s * RATE))
+        end = min(self._total, self._endpoint.last_speech_end + int(self.config.tail_s * RATE))
         if end > self._phrase_start:
             task = self._decode(self._phrase_start, end, self.config.silence_commit_s)
             self._phrases.append(_Phrase(self._phrase_start, end, task))
@@ -211,8 +164,9 @@ class StreamingRecognizer:
         last partial's decode time, so partials never take more than half a core per stream.
         """
         cfg = self.config
-        if self._phrase_start is None or self._partial_task is not None or not self._speaking:
+        if self._endpoint.state is not EndpointState.SPEECH or self._partial_task is not None:
             return
+        assert self._phrase_start is not None
         interval = max(cfg.partial_interval_s, 2 * self._last_partial_decode_s)
         if (self._total - self._last_partial_at) / RATE < interval:
             return
@@ -230,7 +184,6 @@ class StreamingRecognizer:
                 if generation == self._generation:
                     text = join_texts(r.text for r in [*settled, tail])
                     if text:
-                        self.partials_sent += 1
                         await self._emit(Partial(text))
             finally:
                 self._partial_task = None
@@ -240,12 +193,11 @@ class StreamingRecognizer:
     async def commit(self) -> None:
         """Commit everything received so far (manual commit, VAD end-point, or 90 s cap)."""
         end = self._total
-        if self._phrase_start is not None:
-            self._last_speech_end = max(self._last_speech_end, self._total)
-            self._settle()
-        if not self._phrases and not self._heard_speech and end - self._base >= int(0.3 * RATE):
-            # Manual commit with nothing the VAD called speech: decode it anyway, VADs miss whispers.
-            self._phrases.append(_Phrase(self._base, end, self._decode(self._base, end, 0.0)))
+        for action in self._endpoint.commit(end):
+            if action is Action.SETTLE_PHRASE:
+                self._settle()
+            elif action is Action.DECODE_UNHEARD and end - self._base >= int(0.3 * RATE):
+                self._phrases.append(_Phrase(self._base, end, self._decode(self._base, end, 0.0)))
         phrases, self._phrases = self._phrases, []
         self._generation += 1
         results = [await p.task for p in phrases]
@@ -253,11 +205,8 @@ class StreamingRecognizer:
         for phrase, result in zip(phrases, results, strict=True):
             words.extend(_words_of(phrase, result))
         text = join_texts(r.text for r in results)
-        speech_end_s = self._last_speech_end / RATE
+        speech_end_s = self._endpoint.last_speech_end / RATE
         self._drop_before(end)
-        self._heard_speech = False
-        self._speaking = False
-        self._speech_run = self._silence_run = 0.0
         self._last_partial_at = self._total
         await self._emit(Committed(text, tuple(words), speech_end_s))
 

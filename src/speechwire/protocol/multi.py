@@ -81,10 +81,6 @@ class ContextSession(TTSServerSession):
         self.state = TTSState.CLOSED
         return events
 
-    def first_text(self, message: ClientTextMessage) -> list[Any]:
-        """Events for the text an initialising message carries."""
-        return self._first_text(message)
-
     def _first_text(self, message: ClientTextMessage) -> list[Any]:
         if not message.text.strip() and not message.flush:
             return []

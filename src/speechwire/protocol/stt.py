@@ -36,8 +36,6 @@ TRANSCRIBER_ERROR = "transcriber_error"
 SESSION_TIME_LIMIT = "session_time_limit_exceeded"
 
 DEFAULT_MODEL = "scribe_v2_realtime"
-AUTO_COMMIT_SECONDS = 90.0
-"""Upstream commits on its own after 90 s of uncommitted audio; so do we."""
 
 _FLAGS = (
     "include_timestamps",
@@ -234,9 +232,19 @@ class STTServerSession:
     """Validates client frames of one realtime socket; tracks what is not yet committed."""
 
     def __init__(
-        self, params: RealtimeParams, *, max_chunk_seconds: float = 5.0, max_frame_bytes: int = 4 << 20
+        self,
+        params: RealtimeParams,
+        *,
+        max_chunk_seconds: float = 5.0,
+        max_frame_bytes: int = 4 << 20,
+        inactivity_timeout_s: float | None = None,
+        now: float = 0.0,
     ) -> None:
         self.params = params
+        self.inactivity_timeout_s = inactivity_timeout_s
+        """No frame for this long ends the session (None: never, the default — upstream
+        documents no idle timeout and today's clients sit silent for minutes)."""
+        self._last_input = now
         self.state = STTState.OPEN
         fmt = params.audio_format
         width = fmt.bytes_per_sample or 2
@@ -249,7 +257,28 @@ class STTServerSession:
         """The recogniser committed everything received so far (VAD or auto commit)."""
         self.uncommitted_samples = 0
 
-    def receive(self, frame: str | bytes) -> list[STTEvent]:
+    @property
+    def deadline(self) -> float | None:
+        """When the session times out for lack of input, if an inactivity timeout is set."""
+        if self.inactivity_timeout_s is None or self.state is STTState.CLOSED:
+            return None
+        return self._last_input + self.inactivity_timeout_s
+
+    def expire(self, now: float) -> list[STTEvent]:
+        """Past the deadline the session ends with ``input_error``; before it, nothing is due."""
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            self.state = STTState.CLOSED
+            raise stt_error(
+                INPUT_ERROR,
+                f"No message within the inactivity timeout of {self.inactivity_timeout_s:g} seconds.",
+            )
+        return []
+
+    def receive(self, frame: str | bytes, now: float | None = None) -> list[STTEvent]:
+        """Take one client frame (``now`` restarts the inactivity clock; tests may leave it out)."""
+        if now is not None:
+            self._last_input = now
         if self.state is STTState.CLOSED:
             raise stt_error(INPUT_ERROR, "The session is closed.")
         try:

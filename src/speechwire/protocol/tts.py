@@ -326,7 +326,9 @@ class TTSServerSession:
             return None
         return self._last_input + self.params.inactivity_timeout
 
-    def check_timeout(self, now: float) -> None:
+    def expire(self, now: float) -> list[TTSEvent]:
+        """Past the deadline the session ends with ``input_timeout_exceeded`` (upstream's words);
+        before it, nothing is due. Returns no events: a timeout is always the end."""
         deadline = self.deadline
         if deadline is not None and now >= deadline:
             self.state = TTSState.CLOSED
@@ -337,6 +339,7 @@ class TTSServerSession:
                 "seconds. Streaming input requires feeding text in a timely manner or sending the end of "
                 "input text (an empty string) when done.",
             )
+        return []
 
     def receive(self, frame: str | bytes, now: float) -> list[TTSEvent]:
         """Take one client frame; return what to do, or raise ``ProtocolError`` (then close)."""

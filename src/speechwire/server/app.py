@@ -157,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
 
-    from speechwire.server import account, auth, catalog, stt_http, stt_ws, tts_http, tts_multi, tts_ws, web
+    from speechwire.server import account, auth, catalog, stt_http, stt_ws, tts_http, tts_ws, web
 
     app.include_router(auth.router)
     app.include_router(catalog.router, dependencies=[Depends(auth.require_key)])
@@ -165,7 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tts_http.router, dependencies=[Depends(auth.http_caller)])
     app.include_router(stt_http.router, dependencies=[Depends(auth.http_caller)])
     app.include_router(account.router, dependencies=[Depends(auth.require_key)])
-    app.include_router(tts_multi.router)
     app.include_router(stt_ws.router)
 
     @app.get("/metrics", include_in_schema=False)

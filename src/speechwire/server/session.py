@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import WebSocket
 
 from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
+from speechwire.protocol.session import ServerSession
 from speechwire.server.auth import as_stt_error, authorise
+from speechwire.server.driver import EventT, Route, drive
 from speechwire.server.logs import SESSION_ID
 from speechwire.server.relay import WebSocketPeer, refused_error, relays_stt, relays_tts
 from speechwire.server.session_socket import SessionSocket
@@ -27,35 +29,23 @@ SERVER_FULL = "The server is at its session limit; try again shortly."
 SESSION_TIME_LIMIT = "session_time_limit_exceeded"
 
 
-LocalSession = Callable[[ServerState, SessionSocket], Awaitable[None]]
-
-
 async def serve_websocket(
     ws: WebSocket,
     kind: TokenType,
     error_frame: Callable[[ProtocolError], dict[str, Any]],
-    local: LocalSession,
+    open_session: Callable[[ServerState, SessionSocket], tuple[ServerSession[EventT], Route[EventT]]],
+    internal_error: ProtocolError,
 ) -> None:
-    """Every WebSocket route: accept, then run the session locally or relayed to the same path in
-    the cloud (our routes are upstream's routes, so the request's path is the upstream path)."""
+    """Every WebSocket route: accept, authorise, admit, then run the session for at most
+    ``max_session_s`` — locally (``drive`` with the route's ``open_session``; ``internal_error``
+    if its handler fails) or relayed to the same path in the cloud (our routes are upstream's
+    routes, so the request's path is the upstream path)."""
     state = server_state(ws.app)
     await ws.accept()
     sock = SessionSocket(ws, error_frame, state.settings.send_timeout_s)
-    model = ws.query_params.get("model_id")
-    relayed = relays_stt(state, model) if kind == "realtime_scribe" else relays_tts(state, model)
-    await run_session(ws, state, sock, kind, lambda: local(state, sock), ws.url.path if relayed else None)
-
-
-async def run_session(
-    ws: WebSocket,
-    state: ServerState,
-    sock: SessionSocket,
-    kind: TokenType,
-    local: Callable[[], Awaitable[None]],
-    relay_path: str | None = None,
-) -> None:
-    """Run ``local()`` (or relay to ``relay_path`` in the cloud) for an admitted caller."""
     stt = kind == "realtime_scribe"
+    model = ws.query_params.get("model_id")
+    relayed = state.cloud is not None and (relays_stt(state, model) if stt else relays_tts(state, model))
     name = "stt" if stt else ("tts_multi" if ws.url.path.endswith("multi-stream-input") else "tts")
     metrics = state.metrics
     SESSION_ID.set(uuid.uuid4().hex[:12])
@@ -65,49 +55,35 @@ async def run_session(
             metrics.refused.labels(name, refused.error).inc()
             await sock.fail(as_stt_error(refused) if stt else refused)
             return
-        relayed = relay_path is not None and state.cloud is not None
         with state.admitted(sock, "stt" if stt else "tts", local=not relayed) as admitted:
             if not admitted:
                 metrics.refused.labels(name, "resource_exhausted").inc()
                 await sock.fail(ProtocolError("resource_exhausted", SERVER_FULL, TRY_AGAIN_LATER))
                 return
             sock.on_fail = lambda error: metrics.errors.labels(name, error.error).inc()
-            metrics.sessions.labels(name, "elevenlabs" if relay_path and state.cloud else "local").inc()
+            metrics.sessions.labels(name, "elevenlabs" if relayed else "local").inc()
             metrics.sessions_open.labels(name).inc()
+            limit = state.settings.max_session_s
+            timer = asyncio.timeout(limit)
             try:
-                await _timed(ws, state, sock, local, relay_path, stt)
+                async with timer:
+                    if relayed:
+                        await _relay(ws, state, sock, stt)
+                    else:
+                        await drive(sock, lambda: open_session(state, sock), internal_error)
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                message = f"Sessions last at most {limit:g} seconds."
+                await sock.fail(ProtocolError(SESSION_TIME_LIMIT, message, POLICY_VIOLATION))
             finally:
                 metrics.sessions_open.labels(name).dec()
 
 
-async def _timed(
-    ws: WebSocket,
-    state: ServerState,
-    sock: SessionSocket,
-    local: Callable[[], Awaitable[None]],
-    relay_path: str | None,
-    stt: bool,
-) -> None:
-    """The session, ended with ``session_time_limit_exceeded`` after ``max_session_s``."""
-    limit = state.settings.max_session_s
-    timer = asyncio.timeout(limit)
-    try:
-        async with timer:
-            if relay_path is not None and state.cloud is not None:
-                await _relay(ws, state, sock, relay_path, stt)
-            else:
-                await local()
-    except TimeoutError:
-        if not timer.expired():
-            raise
-        message = f"Sessions last at most {limit:g} seconds."
-        await sock.fail(ProtocolError(SESSION_TIME_LIMIT, message, POLICY_VIOLATION))
-
-
-async def _relay(ws: WebSocket, state: ServerState, sock: SessionSocket, path: str, stt: bool) -> None:
+async def _relay(ws: WebSocket, state: ServerState, sock: SessionSocket, stt: bool) -> None:
     assert state.cloud is not None
     try:
-        await state.cloud.relay(WebSocketPeer(ws, sock), path, ws.query_params.multi_items())
+        await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
     except UpstreamRefused as exc:
         log.warning("relay to the cloud refused: HTTP %s", exc.status)
         await sock.fail(refused_error(exc, "stt" if stt else "tts"))

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect
 
 from speechwire.audio.resample import StreamResampler
 from speechwire.audio.stream_decoder import StreamingDecoder
@@ -48,6 +47,7 @@ from speechwire.protocol.stt import (
     CommitRequested,
     EncodedAudioIn,
     RealtimeParams,
+    STTEvent,
     STTServerSession,
     committed_transcript,
     committed_with_timestamps,
@@ -56,8 +56,9 @@ from speechwire.protocol.stt import (
     session_started,
     stt_error,
 )
+from speechwire.server.driver import Route
 from speechwire.server.session import serve_websocket
-from speechwire.server.session_socket import SessionSocket, SlowConsumer
+from speechwire.server.session_socket import SessionSocket
 from speechwire.server.state import ServerState
 
 router = APIRouter()
@@ -117,89 +118,86 @@ def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
 
 @router.websocket("/v1/speech-to-text/realtime")
 async def realtime(ws: WebSocket) -> None:
-    await serve_websocket(
-        ws, "realtime_scribe", error_message, lambda state, sock: _realtime(ws, state, sock)
-    )
-
-
-async def _realtime(ws: WebSocket, state: ServerState, sender: SessionSocket) -> None:
-    sid = uuid.uuid4().hex
-    try:
+    def open_session(state: ServerState, sock: SessionSocket) -> tuple[STTServerSession, _Realtime]:
         params = RealtimeParams.from_query(ws.query_params.multi_items())
         log_ignored(params.ignored)
         engine = resolve_stt(state, params)
-    except ProtocolError as exc:
-        await sender.fail(exc)
-        return
-    assert state.stt_pool is not None
-    session = STTServerSession(params, max_chunk_seconds=state.settings.stt_max_chunk_seconds)
-    resampler = StreamResampler(params.audio_format.sample_rate, 16000)
+        settings = state.settings
+        session = STTServerSession(
+            params,
+            max_chunk_seconds=settings.stt_max_chunk_seconds,
+            inactivity_timeout_s=settings.stt_inactivity_timeout_s,
+            now=time.monotonic(),
+        )
+        return session, _Realtime(state, sock, session, engine)
 
-    async def emit(event: RecognizerEvent) -> None:
+    failed = stt_error(TRANSCRIBER_ERROR, "The transcriber failed; please reconnect.")
+    await serve_websocket(ws, "realtime_scribe", error_message, open_session, failed)
+
+
+class _Realtime(Route[STTEvent]):
+    """What the events of one realtime socket mean: audio to the recogniser (through the webm
+    decoder for ``webm_opus``), commits to it, and its transcripts back to the client."""
+
+    def __init__(
+        self, state: ServerState, sock: SessionSocket, session: STTServerSession, engine: STTEngine
+    ) -> None:
+        assert state.stt_pool is not None
+        params = session.params
+        self.state, self.sock, self.session, self.params = state, sock, session, params
+        self.resampler = StreamResampler(params.audio_format.sample_rate, 16000)
+        config = RecognizerConfig(
+            commit_on_vad=params.commit_strategy == "vad",
+            vad_threshold=params.vad_threshold,
+            silence_commit_s=params.vad_silence_threshold_secs,
+            min_speech_s=params.min_speech_duration_ms / 1000,
+            min_silence_s=params.min_silence_duration_ms / 1000,
+            word_timestamps=params.include_timestamps,
+        )
+        self.recognizer = StreamingRecognizer(engine, state.stt_pool, config, self._emit)
+        self.arrivals = _Arrivals(self.recognizer, state)
+        self.encoded = (
+            _EncodedInput(self.recognizer, sock, self.arrivals.feed)
+            if params.audio_format.codec == "webm"
+            else None
+        )
+
+    async def on_open(self) -> None:
+        await self.sock.send(session_started(uuid.uuid4().hex, self.params))
+
+    async def on_event(self, event: STTEvent) -> None:
+        if isinstance(event, AudioIn):
+            await self.arrivals.feed(self.resampler.process(event.pcm))
+        elif isinstance(event, EncodedAudioIn) and self.encoded is not None:
+            await self.encoded.feed(event.data)
+        elif isinstance(event, CommitRequested):
+            if event.nothing_pending:
+                await self._send_committed("", [])  # harmless: see the module docstring
+            elif self.encoded is not None:
+                await self.encoded.commit()
+            else:
+                await self.recognizer.commit()
+
+    async def _emit(self, event: RecognizerEvent) -> None:
         if isinstance(event, Partial):
-            await sender.send(partial_transcript(event.text))
+            await self.sock.send(partial_transcript(event.text))
         elif isinstance(event, Committed):
-            session.committed()
-            await send_committed(event.text, list(event.words))
-            arrived = arrivals.arrival_of(event.speech_end_s) if event.text else None
+            self.session.committed()
+            await self._send_committed(event.text, list(event.words))
+            arrived = self.arrivals.arrival_of(event.speech_end_s) if event.text else None
             if arrived is not None:
-                state.metrics.stt_final.observe(time.monotonic() - arrived)
+                self.state.metrics.stt_final.observe(time.monotonic() - arrived)
 
-    async def send_committed(text: str, words: list[tuple[str, float, float, float | None]]) -> None:
-        await sender.send(committed_transcript(text))
-        if params.language_message:
-            await sender.send(
-                committed_with_timestamps(
-                    text, words if params.include_timestamps else None, params.language_code
-                )
-            )
+    async def _send_committed(self, text: str, words: list[tuple[str, float, float, float | None]]) -> None:
+        await self.sock.send(committed_transcript(text))
+        if self.params.language_message:
+            words_or_none = words if self.params.include_timestamps else None
+            await self.sock.send(committed_with_timestamps(text, words_or_none, self.params.language_code))
 
-    config = RecognizerConfig(
-        commit_on_vad=params.commit_strategy == "vad",
-        vad_threshold=params.vad_threshold,
-        silence_commit_s=params.vad_silence_threshold_secs,
-        min_speech_s=params.min_speech_duration_ms / 1000,
-        min_silence_s=params.min_silence_duration_ms / 1000,
-        word_timestamps=params.include_timestamps,
-    )
-    recognizer = StreamingRecognizer(engine, state.stt_pool, config, emit)
-    arrivals = _Arrivals(recognizer, state)
-    encoded = (
-        _EncodedInput(recognizer, sender, arrivals.feed) if params.audio_format.codec == "webm" else None
-    )
-    await sender.send(session_started(sid, params))
-    try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            frame = message.get("text")
-            if frame is None:
-                frame = message.get("bytes") or b""
-            for event in session.receive(frame):
-                if isinstance(event, AudioIn):
-                    await arrivals.feed(resampler.process(event.pcm))
-                elif isinstance(event, EncodedAudioIn) and encoded is not None:
-                    await encoded.feed(event.data)
-                elif isinstance(event, CommitRequested):
-                    if event.nothing_pending:
-                        await send_committed("", [])  # harmless: see the module docstring
-                    elif encoded is not None:
-                        await encoded.commit()
-                    else:
-                        await recognizer.commit()
-    except ProtocolError as exc:
-        log.info("stt session %s closed on %s: %s", sid[:12], exc.error, exc.message)
-        await sender.fail(exc)
-    except (WebSocketDisconnect, SlowConsumer):
-        pass
-    except Exception:
-        log.exception("stt session %s: transcriber failed", sid[:12])
-        await sender.fail(stt_error(TRANSCRIBER_ERROR, "The transcriber failed; please reconnect."))
-    finally:
-        if encoded is not None:
-            await encoded.close()
-        await recognizer.close()
+    async def on_close(self) -> None:
+        if self.encoded is not None:
+            await self.encoded.close()
+        await self.recognizer.close()
 
 
 _COMMIT = object()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,10 +27,11 @@ from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.engines.registry import UnknownModel, UnknownVoice
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
 from speechwire.server.relay import relays_tts
-from speechwire.server.speech import SpeechPipeline, pipeline_for
+from speechwire.server.speech import AudioOut, SpeechPipeline, pipeline_for
 from speechwire.server.state import server_state
 
 router = APIRouter()
+Respond = Callable[[SpeechPipeline, str], Awaitable[Response]]
 
 MAX_HTTP_TEXT_CHARS = 40_000
 """Flash v2.5's per-request limit upstream; longer texts belong on the WebSocket."""
@@ -83,7 +84,11 @@ async def _relayed(request: Request, path: str) -> Response | None:
     return StreamingResponse(chunks, status_code=status, media_type=content_type)
 
 
-async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str] | JSONResponse:
+async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str] | Response:
+    """The pipeline and text of a local request; or the response: the cloud's, or an error."""
+    relayed = await _relayed(request, request.url.path)
+    if relayed is not None:
+        return relayed
     state = server_state(request.app)
     try:
         fmt = AudioFormat.parse(request.query_params.get("output_format", DEFAULT_OUTPUT_FORMAT))
@@ -105,15 +110,24 @@ async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str
     return pipeline_for(state, engine, voice, body.voice_settings, fmt), text
 
 
-@router.post("/v1/text-to-speech/{voice_id}/stream")
-async def stream(request: Request, voice_id: str) -> Response:
-    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}/stream")
-    if relayed is not None:
-        return relayed
-    prepared = await _prepare(request, voice_id)
-    if isinstance(prepared, JSONResponse):
-        return prepared
-    pipeline, text = prepared
+def _post(suffix: str) -> Callable[[Respond], Respond]:
+    """Register ``POST /v1/text-to-speech/{voice_id}<suffix>``: relayed or prepared by
+    ``_prepare`` (one place for both), then answered by the decorated function."""
+
+    def register(respond: Respond) -> Respond:
+        async def endpoint(request: Request, voice_id: str) -> Response:
+            prepared = await _prepare(request, voice_id)
+            return prepared if isinstance(prepared, Response) else await respond(*prepared)
+
+        endpoint.__doc__ = respond.__doc__
+        router.add_api_route(f"/v1/text-to-speech/{{voice_id}}{suffix}", endpoint, methods=["POST"])
+        return respond
+
+    return register
+
+
+@_post("/stream")
+async def stream(pipeline: SpeechPipeline, text: str) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         async for out in pipeline.speak(text):
@@ -137,50 +151,34 @@ def _http_alignment(alignment: CharAlignment, offset_ms: float) -> dict[str, Any
     }
 
 
-@router.post("/v1/text-to-speech/{voice_id}/stream/with-timestamps")
-async def stream_with_timestamps(request: Request, voice_id: str) -> Response:
-    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}/stream/with-timestamps")
-    if relayed is not None:
-        return relayed
-    prepared = await _prepare(request, voice_id)
-    if isinstance(prepared, JSONResponse):
-        return prepared
-    pipeline, text = prepared
+@_post("/stream/with-timestamps")
+async def stream_with_timestamps(pipeline: SpeechPipeline, text: str) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         offset = 0.0
-        async for out in pipeline.speak(text):
+
+        def line(out: AudioOut) -> bytes:
             aligned = _http_alignment(out.alignment, offset)
-            offset += out.duration_ms
             chunk = {
                 "audio_base64": base64.b64encode(out.audio).decode(),
                 "alignment": aligned,
                 "normalized_alignment": aligned,
             }
-            yield (json.dumps(chunk) + "\n").encode()
+            return (json.dumps(chunk) + "\n").encode()
+
+        async for out in pipeline.speak(text):
+            yield line(out)
+            offset += out.duration_ms
         tail = pipeline.finish()
         if tail is not None and (tail.audio or tail.alignment.chars):
-            aligned = _http_alignment(tail.alignment, offset)
-            chunk = {
-                "audio_base64": base64.b64encode(tail.audio).decode(),
-                "alignment": aligned,
-                "normalized_alignment": aligned,
-            }
-            yield (json.dumps(chunk) + "\n").encode()
+            yield line(tail)
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
 
-@router.post("/v1/text-to-speech/{voice_id}")
-async def convert(request: Request, voice_id: str) -> Response:
+@_post("")
+async def convert(pipeline: SpeechPipeline, text: str) -> Response:
     """``text_to_speech.convert``: the whole audio in one body."""
-    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}")
-    if relayed is not None:
-        return relayed
-    prepared = await _prepare(request, voice_id)
-    if isinstance(prepared, JSONResponse):
-        return prepared
-    pipeline, text = prepared
     audio = [out.audio async for out in pipeline.speak(text)]
     tail = pipeline.finish()
     if tail is not None:
@@ -188,17 +186,10 @@ async def convert(request: Request, voice_id: str) -> Response:
     return Response(b"".join(audio), media_type=pipeline.format.content_type)
 
 
-@router.post("/v1/text-to-speech/{voice_id}/with-timestamps")
-async def convert_with_timestamps(request: Request, voice_id: str) -> Response:
+@_post("/with-timestamps")
+async def convert_with_timestamps(pipeline: SpeechPipeline, text: str) -> Response:
     """``text_to_speech.convert_with_timestamps``: one JSON object, ``audio_base64`` of the whole
     audio and the alignment of every character in seconds from its start."""
-    relayed = await _relayed(request, f"/v1/text-to-speech/{voice_id}/with-timestamps")
-    if relayed is not None:
-        return relayed
-    prepared = await _prepare(request, voice_id)
-    if isinstance(prepared, JSONResponse):
-        return prepared
-    pipeline, text = prepared
     audio: list[bytes] = []
     aligned: dict[str, list[Any]] = {
         "characters": [],

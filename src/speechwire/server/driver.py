@@ -1,0 +1,118 @@
+"""The one loop that runs a sans-I/O server session on a WebSocket, for every route.
+
+``drive`` owns everything the routes used to repeat: opening the session (a bad query parameter
+is an error frame and a close), receiving frames, waiting for the session's ``deadline`` and then
+calling ``expire``, turning a ``ProtocolError`` into the protocol's error frame and close code,
+ending quietly when the client goes away or stops reading (``SlowConsumer``), and cleaning up
+once. A route only says what each event means, in a ``Route``.
+
+Why a receive future kept across waits, not ``wait_for(ws.receive())``: a deadline that passes
+while a frame is half read would cancel the read, and the frame would be lost; here the same
+read is awaited again after ``expire``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from starlette.websockets import WebSocketDisconnect
+
+from speechwire.protocol.errors import ProtocolError
+from speechwire.protocol.session import ServerSession
+from speechwire.server.session_socket import SessionSocket, SlowConsumer
+
+EventT = TypeVar("EventT")
+EventT_contra = TypeVar("EventT_contra", contravariant=True)
+log = logging.getLogger("speechwire.session")
+
+
+class Route(Generic[EventT_contra]):
+    """A route's side of a session: what each event means. The defaults read until the socket
+    ends, with no task and nothing to open or close.
+
+    ``on_open`` runs before the first frame is read (the STT route's ``session_started``).
+    ``reading`` turns False once the route wants no more frames (TTS after end of input: the
+    speaker finishes and closes; ``close_socket``). ``task`` is work that ends the session when it
+    ends (the TTS speaker: slow consumer, engine failure, or its final and close); the driver
+    waits for it after reading stops and cancels it before an error frame. ``on_close`` runs once,
+    however the session ended.
+    """
+
+    reading = True
+    task: asyncio.Task[None] | None = None
+
+    async def on_open(self) -> None:
+        pass
+
+    async def on_event(self, event: EventT_contra) -> None:
+        raise NotImplementedError
+
+    async def on_close(self) -> None:
+        pass
+
+
+Opener = Callable[[], tuple[ServerSession[EventT], Route[EventT]]]
+
+
+async def drive(
+    sock: SessionSocket,
+    open_session: Opener[EventT],
+    internal_error: ProtocolError,
+) -> None:
+    """Run one session on ``sock`` until it ends.
+
+    ``open_session`` builds the session and its handler (raising ``ProtocolError`` for a bad
+    request); ``internal_error`` is what the client is told when a handler fails unexpectedly.
+    """
+    try:
+        session, handler = open_session()
+    except ProtocolError as exc:
+        log.info("session rejected: %s", exc.error)
+        await sock.fail(exc)
+        return
+    receiver: asyncio.Future[Any] | None = None
+    try:
+        await handler.on_open()
+        while handler.reading:
+            receiver = receiver or asyncio.ensure_future(sock.ws.receive())
+            task = handler.task
+            waiting: set[asyncio.Future[Any]] = {receiver} if task is None else {receiver, task}
+            deadline = session.deadline
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if task is not None and task in done:
+                return  # the handler's work ended the session (slow consumer, engine failure)
+            if receiver not in done:
+                for event in session.expire(time.monotonic()):
+                    await handler.on_event(event)
+                continue
+            message, receiver = receiver.result(), None
+            if message["type"] == "websocket.disconnect":
+                return
+            frame = message.get("text")
+            frame = frame if frame is not None else message.get("bytes") or b""
+            for event in session.receive(frame, time.monotonic()):
+                await handler.on_event(event)
+        if handler.task is not None:
+            await handler.task
+    except ProtocolError as exc:
+        log.info("session closed on %s: %s", exc.error, exc.message)
+        if handler.task is not None:
+            handler.task.cancel()
+        await sock.fail(exc)
+    except (WebSocketDisconnect, SlowConsumer):
+        pass
+    except Exception:
+        log.exception("session failed")
+        await sock.fail(internal_error)
+    finally:
+        if receiver is not None and not receiver.done():
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
+        await handler.on_close()
