@@ -76,7 +76,7 @@ async def main(url: str | None, turns: int) -> None:
     running = None
     if url is None:
         from speechwire.config import Settings
-        from speechwire.server.runner import start_server
+        from speechwire.server.ops.runner import start_server
 
         running = start_server(Settings(dev=True, stt_engines=[]))
         url = running.ws_url

@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 
 SPEECH_DIR = Path(__file__).resolve().parents[2] / "shared" / "speech" / "dev"
 

@@ -26,7 +26,7 @@ from speechwire.bench.browser import (
     transcribe_in_page,
 )
 from speechwire.bench.wer import wer
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 from speechwire.testing.serverprocess import ServerProcess, free_port
 from tests.conftest import speech_manifest
 
@@ -176,7 +176,7 @@ async def test_page_never_sees_a_key_and_tokens_are_single_use(server: RunningSe
 
 async def test_a_session_time_limit_reconnects_instead_of_failing() -> None:
     from speechwire.config import Settings
-    from speechwire.server.runner import start_server
+    from speechwire.server.ops.runner import start_server
 
     running = start_server(
         Settings(dev=True, tts_engines=["piper"], stt_engines=["moonshine"], max_session_s=2)

@@ -32,7 +32,7 @@ from playwright.async_api import async_playwright
 from speechwire.bench.browser import CHROMIUM, launch, padded_wav
 from speechwire.bench.wer import wer
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 
 from .conftest import SPEECH_DIR, speech_manifest
 

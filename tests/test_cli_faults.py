@@ -13,7 +13,7 @@ from pathlib import Path
 
 from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import wer
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 from speechwire.testing.faultproxy import FaultProxy, Plan
 
 TEXT = (

@@ -18,7 +18,7 @@ from speechwire.bench.wer import wer
 from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChange
 from speechwire.client.resumable import ResumableTextToSpeech, ResumableTranscriber
 from speechwire.client.stt import CommittedTranscript
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 from speechwire.testing.faultproxy import FaultProxy, Plan
 
 from .conftest import SPEECH_DIR, speech_manifest

@@ -30,7 +30,7 @@ from speechwire.protocol.errors import ProtocolError
 from speechwire.protocol.multi import MultiStreamSession
 from speechwire.protocol.stt import RealtimeParams, STTServerSession
 from speechwire.protocol.tts import StreamInputParams, TTSServerSession
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 from tests.conftest import speech_manifest
 
 # --- hypothesis: the parsers -------------------------------------------------------------------

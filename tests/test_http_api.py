@@ -34,7 +34,7 @@ from speechwire.audio.formats import AudioFormat
 from speechwire.audio.resample import resample
 from speechwire.bench.wer import corpus_wer
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 from tests.conftest import SPEECH_DIR, speech_manifest
 
 GEORGE = "JBFqnCBsd6RMkjVDRZzb"
@@ -377,7 +377,7 @@ def test_convert_and_batch_stt_relay_to_the_cloud(whisper: Any) -> None:
 
 def test_speech_segments_split_and_pack_within_the_engine_window() -> None:
     from speechwire.engines.vad import FRAME
-    from speechwire.server.stt_http import speech_segments
+    from speechwire.server.routes.stt_http import speech_segments
 
     rate = 16000
     frames = 60 * rate // FRAME  # one minute

@@ -18,7 +18,7 @@ import pytest
 
 from speechwire.bench.wer import corpus_wer
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 
 from .conftest import speech_manifest
 

@@ -12,7 +12,7 @@ import numpy as np
 import websockets
 
 from speechwire.client.multi import ContextAudio, ContextFinished, MultiContextTTS
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 
 LONG = (
     "This is a long answer that keeps going, sentence after sentence, so that there is plenty of audio "

@@ -14,8 +14,8 @@ import websockets
 
 from speechwire.audio.wav import read_wav
 from speechwire.client.stt import paced_chunks
-from speechwire.server.logs import JsonFormatter
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.logs import JsonFormatter
+from speechwire.server.ops.runner import RunningServer
 from tests.conftest import speech_manifest
 
 

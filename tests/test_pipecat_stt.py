@@ -24,7 +24,7 @@ import trustme
 from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import wer
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 
 from .conftest import speech_manifest, tls_files
 

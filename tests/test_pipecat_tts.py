@@ -38,7 +38,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.elevenlabs.tts import ElevenLabsHttpTTSService, ElevenLabsTTSService
 
 from speechwire.bench.wer import corpus_wer
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

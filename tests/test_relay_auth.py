@@ -29,7 +29,7 @@ from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import wer
 from speechwire.client.stt import paced_chunks
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 from tests.conftest import speech_manifest, tls_files
 
 UPSTREAM_KEY = "sk_upstream_9f3b2c1d7e6a5b4c3d2e1f0a"

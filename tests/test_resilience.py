@@ -16,7 +16,7 @@ from speechwire.client.latency import percentile
 from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChange, backoff
 from speechwire.client.resumable import ResumableTextToSpeech
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 from speechwire.testing.serverprocess import ServerProcess, free_port
 
 TEXT = "Your package was delivered to the front door this morning. I have added milk to your list. "

@@ -23,7 +23,7 @@ from speechwire.audio.formats import AudioFormat
 from speechwire.audio.resample import resample
 from speechwire.bench.wer import corpus_wer
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 from tests.conftest import tls_files
 
 SENTENCES = [

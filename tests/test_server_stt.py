@@ -16,7 +16,7 @@ from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import corpus_wer, wer
 from speechwire.client.errors import InvalidRequest
 from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 
 from .conftest import Utterance, speech_manifest
 

@@ -19,7 +19,7 @@ from speechwire.audio.codecs import decode_to_pcm
 from speechwire.audio.formats import TTS_OUTPUT_FORMATS, AudioFormat
 from speechwire.client.errors import InputTimeoutExceeded, VoiceNotFound
 from speechwire.client.tts import TextToSpeechStream
-from speechwire.server.runner import RunningServer
+from speechwire.server.ops.runner import RunningServer
 
 TEXT = "The quick brown fox jumps over the lazy dog. It was a bright cold day in April. "
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import websockets
 
-from speechwire.server.shared_store import RedisStores
+from speechwire.server.access.shared_store import RedisStores
 from speechwire.testing.serverprocess import ServerProcess, free_port
 
 KEY = "sw_shared_key_5e6f7a8b9c0d1e2f3a4b"

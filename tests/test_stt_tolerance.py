@@ -28,7 +28,7 @@ from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import corpus_wer, wer
 from speechwire.client.stt import paced_chunks
 from speechwire.config import Settings
-from speechwire.server.runner import RunningServer, start_server
+from speechwire.server.ops.runner import RunningServer, start_server
 
 from .conftest import speech_manifest
 

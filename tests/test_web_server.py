@@ -19,8 +19,8 @@ from speechwire.audio.stream_decoder import StreamingDecoder
 from speechwire.audio.wav import read_audio_file
 from speechwire.bench.wer import wer
 from speechwire.protocol.stt import EncodedAudioIn, RealtimeParams, STTServerSession
-from speechwire.server.runner import RunningServer
-from speechwire.server.tokens import MemoryTokenStore
+from speechwire.server.access.tokens import MemoryTokenStore
+from speechwire.server.ops.runner import RunningServer
 from tests.conftest import SPEECH_DIR, speech_manifest
 
 WEB_MODULES = (

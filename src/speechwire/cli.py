@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from speechwire.config import Settings
     from speechwire.server.app import InsecureConfiguration, create_app
-    from speechwire.server.runner import DrainingServer, check_binding
+    from speechwire.server.ops.runner import DrainingServer, check_binding
 
     overrides: dict[str, object] = {}
     if args.engines:
@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev:
         overrides["dev"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    from speechwire.server import logs
+    from speechwire.server.ops import logs
 
     logs.configure(args.log_level, args.log_format)
     try:

@@ -98,7 +98,7 @@ def run_bargein_bench(args: argparse.Namespace) -> int:
     url = args.url
     if url is None:
         from speechwire.config import Settings
-        from speechwire.server.runner import start_server
+        from speechwire.server.ops.runner import start_server
 
         running = start_server(Settings(dev=True, stt_engines=[]))
         url = running.ws_url

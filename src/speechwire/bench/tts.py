@@ -130,7 +130,7 @@ def run_relay_bench(args: argparse.Namespace) -> int:
     from pydantic import SecretStr
 
     from speechwire.config import Settings
-    from speechwire.server.runner import start_server
+    from speechwire.server.ops.runner import start_server
 
     console = Console()
     fmt = AudioFormat.parse(args.format)
@@ -182,7 +182,7 @@ def run_tts_bench(args: argparse.Namespace) -> int:
     url = args.url
     if url is None:
         from speechwire.config import Settings
-        from speechwire.server.runner import start_server
+        from speechwire.server.ops.runner import start_server
 
         running = start_server(Settings(dev=True))
         url = running.ws_url

@@ -22,7 +22,7 @@ from speechwire.config import Settings
 from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.piper import PiperEngine
 from speechwire.engines.whisper import WhisperEngine
-from speechwire.server.runner import start_server
+from speechwire.server.ops.runner import start_server
 
 SENTENCES = [
     "The weather today will be sunny with a high of seventy degrees.",

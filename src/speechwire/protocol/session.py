@@ -3,7 +3,7 @@
 A server session is the sans-I/O core of one WebSocket (TTS ``stream-input``, TTS
 ``multi-stream-input``, Scribe realtime STT): it is fed client frames and the clock, and answers
 with typed events or a ``ProtocolError``. It never reads a socket, sleeps or looks at a clock of
-its own; ``server/driver.py`` does those things for every route the same way (python-websockets'
+its own; ``server/ws/driver.py`` does those things for every route the same way (python-websockets'
 split between ``protocol.py`` and ``asyncio/connection.py``).
 """
 

@@ -18,11 +18,11 @@ from speechwire.engines.base import STTEngine, TTSEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
-from speechwire.server import logs, memory
-from speechwire.server.limits import Limiter, RateLimiter
-from speechwire.server.metrics import Metrics
+from speechwire.server.access.limits import Limiter, RateLimiter
+from speechwire.server.access.tokens import MemoryTokenStore, TokenStore
+from speechwire.server.ops import logs, memory
+from speechwire.server.ops.metrics import Metrics
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.tokens import MemoryTokenStore, TokenStore
 
 log = logging.getLogger("speechwire.server")
 
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         shared = None
         if settings.redis_url is not None:
-            from speechwire.server.shared_store import RedisStores
+            from speechwire.server.access.shared_store import RedisStores
 
             shared = RedisStores(
                 settings.redis_url.get_secret_value(),
@@ -157,7 +157,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
 
-    from speechwire.server import account, auth, catalog, stt_http, stt_ws, tts_http, tts_ws, web
+    from speechwire.server.access import auth
+    from speechwire.server.routes import account, catalog, stt_http, stt_ws, tts_http, tts_ws, web
 
     app.include_router(auth.router)
     app.include_router(catalog.router, dependencies=[Depends(auth.require_key)])

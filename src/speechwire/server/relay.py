@@ -1,4 +1,7 @@
-"""Routes' side of the cloud relay: which sessions go to the cloud, and the client as a FramePeer."""
+"""The relay to the ElevenLabs cloud, as routes see it: which requests and sessions go to the
+cloud, the WebSocket relay of a whole session (our client as a ``FramePeer``), the HTTP relay of
+one request, and how a refusal upstream reaches our client. The cloud client itself (connecting,
+pumping frames, the key) is ``engines/elevenlabs.py``."""
 
 from __future__ import annotations
 
@@ -6,12 +9,13 @@ import contextlib
 import logging
 
 from fastapi import WebSocket
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.protocol.errors import INTERNAL_ERROR, POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
-from speechwire.server.session_socket import SessionSocket
 from speechwire.server.state import ServerState
+from speechwire.server.ws.session_socket import SessionSocket
 
 log = logging.getLogger("speechwire.relay")
 
@@ -47,17 +51,13 @@ class WebSocketPeer:
             await self.sock.close(code, reason)
 
 
-def relays_tts(state: ServerState, model_id: str | None) -> bool:
-    """TTS goes to the cloud when it is the TTS backend, or for a model id listed for it."""
+def relays(state: ServerState, model_id: str | None, stt: bool) -> bool:
+    """A request goes to the cloud when the cloud is the backend of its kind (TTS or STT), or
+    for a model id listed for it."""
     if state.cloud is None:
         return False
-    return state.settings.tts_backend == "elevenlabs" or (model_id or "") in state.settings.elevenlabs_models
-
-
-def relays_stt(state: ServerState, model_id: str | None) -> bool:
-    if state.cloud is None:
-        return False
-    return state.settings.stt_backend == "elevenlabs" or (model_id or "") in state.settings.elevenlabs_models
+    backend = state.settings.stt_backend if stt else state.settings.tts_backend
+    return backend == "elevenlabs" or (model_id or "") in state.settings.elevenlabs_models
 
 
 def refused_error(exc: UpstreamRefused, kind: str) -> ProtocolError:
@@ -70,3 +70,36 @@ def refused_error(exc: UpstreamRefused, kind: str) -> ProtocolError:
             "error" if kind == "stt" else "service_unavailable", exc.message, TRY_AGAIN_LATER
         )
     return ProtocolError("error" if kind == "stt" else "upstream_error", exc.message, INTERNAL_ERROR)
+
+
+async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket, stt: bool) -> None:
+    """Relay a whole admitted session to the same path in the cloud (our paths are upstream's)."""
+    assert state.cloud is not None
+    try:
+        await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
+    except UpstreamRefused as exc:
+        log.warning("relay to the cloud refused: HTTP %s", exc.status)
+        await sock.fail(refused_error(exc, "stt" if stt else "tts"))
+
+
+async def relay_http(
+    state: ServerState,
+    path: str,
+    query: list[tuple[str, str]],
+    body: bytes,
+    content_type: str,
+    *,
+    stream: bool,
+) -> Response:
+    """The cloud's answer to one HTTP request: streamed as it comes when ``stream`` and it is not
+    an error (audio), else whole; a refused connection is our 503 in upstream's error shape."""
+    assert state.cloud is not None
+    try:
+        status, media_type, chunks = await state.cloud.http_stream(path, query, body, content_type)
+    except UpstreamRefused as exc:
+        detail = {"status": "service_unavailable", "message": exc.message}
+        return JSONResponse({"detail": detail}, status_code=503)
+    if stream and status < 400:
+        return StreamingResponse(chunks, status_code=status, media_type=media_type)
+    data = b"".join([chunk async for chunk in chunks])
+    return Response(data, status_code=status, media_type=media_type)

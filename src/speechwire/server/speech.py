@@ -24,7 +24,7 @@ from speechwire.engines.base import Synthesis, SynthesisOptions, TTSEngine, Voic
 from speechwire.engines.pool import EnginePool, Lane
 from speechwire.protocol.text import Piece, ends_phrase, segment
 from speechwire.protocol.tts import VoiceSettings
-from speechwire.server.metrics import Metrics
+from speechwire.server.ops.metrics import Metrics
 from speechwire.server.state import ServerState
 
 SEAM_TAIL_MS = 30

@@ -13,10 +13,10 @@ from speechwire.engines.base import STTEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
-from speechwire.server.limits import Limiter, RateLimiter
-from speechwire.server.metrics import Metrics
-from speechwire.server.session_socket import SessionSocket
-from speechwire.server.tokens import MemoryTokenStore, TokenStore
+from speechwire.server.access.limits import Limiter, RateLimiter
+from speechwire.server.access.tokens import MemoryTokenStore, TokenStore
+from speechwire.server.ops.metrics import Metrics
+from speechwire.server.ws.session_socket import SessionSocket
 
 
 @dataclass

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from speechwire.protocol.errors import ProtocolError
 from speechwire.protocol.session import ServerSession
-from speechwire.server.session_socket import SessionSocket, SlowConsumer
+from speechwire.server.ws.session_socket import SessionSocket, SlowConsumer
 
 EventT = TypeVar("EventT")
 EventT_contra = TypeVar("EventT_contra", contravariant=True)

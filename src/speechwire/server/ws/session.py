@@ -11,16 +11,15 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.session import ServerSession
-from speechwire.server.auth import as_stt_error, authorise
-from speechwire.server.driver import EventT, Route, drive
-from speechwire.server.logs import SESSION_ID
-from speechwire.server.relay import WebSocketPeer, refused_error, relays_stt, relays_tts
-from speechwire.server.session_socket import SessionSocket
+from speechwire.server.access.auth import as_stt_error, authorise
+from speechwire.server.access.tokens import TokenType
+from speechwire.server.ops.logs import SESSION_ID
+from speechwire.server.relay import relay_websocket, relays
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.tokens import TokenType
+from speechwire.server.ws.driver import EventT, Route, drive
+from speechwire.server.ws.session_socket import SessionSocket
 
 log = logging.getLogger("speechwire.session")
 
@@ -44,8 +43,7 @@ async def serve_websocket(
     await ws.accept()
     sock = SessionSocket(ws, error_frame, state.settings.send_timeout_s)
     stt = kind == "realtime_scribe"
-    model = ws.query_params.get("model_id")
-    relayed = state.cloud is not None and (relays_stt(state, model) if stt else relays_tts(state, model))
+    relayed = relays(state, ws.query_params.get("model_id"), stt)
     name = "stt" if stt else ("tts_multi" if ws.url.path.endswith("multi-stream-input") else "tts")
     metrics = state.metrics
     SESSION_ID.set(uuid.uuid4().hex[:12])
@@ -68,7 +66,7 @@ async def serve_websocket(
             try:
                 async with timer:
                     if relayed:
-                        await _relay(ws, state, sock, stt)
+                        await relay_websocket(ws, state, sock, stt)
                     else:
                         await drive(sock, lambda: open_session(state, sock), internal_error)
             except TimeoutError:
@@ -78,12 +76,3 @@ async def serve_websocket(
                 await sock.fail(ProtocolError(SESSION_TIME_LIMIT, message, POLICY_VIOLATION))
             finally:
                 metrics.sessions_open.labels(name).dec()
-
-
-async def _relay(ws: WebSocket, state: ServerState, sock: SessionSocket, stt: bool) -> None:
-    assert state.cloud is not None
-    try:
-        await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
-    except UpstreamRefused as exc:
-        log.warning("relay to the cloud refused: HTTP %s", exc.status)
-        await sock.fail(refused_error(exc, "stt" if stt else "tts"))

@@ -34,9 +34,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from speechwire.audio.codecs import decode_with_av
 from speechwire.audio.resample import resample
 from speechwire.engines.base import Recognition, STTEngine
-from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.engines.vad import FRAME, SileroVAD
-from speechwire.server.relay import relays_stt
+from speechwire.server.relay import relay_http, relays
 from speechwire.server.state import ServerState, server_state
 
 router = APIRouter()
@@ -471,8 +470,9 @@ async def speech_to_text(request: Request) -> Response:
     try:
         body = await read_body(request, state.settings.stt_max_upload_bytes)
         form, upload = _form(parse_multipart(body, content_type))
-        if state.cloud is not None and relays_stt(state, form.model_id):
-            return await _relay(state, request, body, content_type)
+        if relays(state, form.model_id, stt=True):
+            query = request.query_params.multi_items()
+            return await relay_http(state, "/v1/speech-to-text", query, body, content_type, stream=False)
         if upload is None:
             if form.cloud_storage_url or form.source_url:
                 raise BadRequest(
@@ -491,15 +491,3 @@ async def speech_to_text(request: Request) -> Response:
         return JSONResponse(await transcribe(state, form, upload.data))
     except BadRequest as exc:
         return exc.response()
-
-
-async def _relay(state: ServerState, request: Request, body: bytes, content_type: str) -> Response:
-    assert state.cloud is not None
-    try:
-        status, media_type, chunks = await state.cloud.http_stream(
-            "/v1/speech-to-text", request.query_params.multi_items(), body, content_type
-        )
-    except UpstreamRefused as exc:
-        return _error(503, "service_unavailable", exc.message)
-    data = b"".join([chunk async for chunk in chunks])
-    return Response(data, status_code=status, media_type=media_type)

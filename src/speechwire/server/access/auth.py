@@ -33,8 +33,8 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
+from speechwire.server.access.tokens import TOKEN_TYPES, TokenType
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.tokens import TOKEN_TYPES, TokenType
 
 router = APIRouter()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from speechwire.server.tokens import TOKEN_TTL_S, TokenType
+from speechwire.server.access.tokens import TOKEN_TTL_S, TokenType
 
 _CONSUME = """
 local value = redis.call('GET', KEYS[1])

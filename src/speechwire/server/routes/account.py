@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from speechwire.server.auth import require_key
+from speechwire.server.access.auth import require_key
 
 router = APIRouter()
 

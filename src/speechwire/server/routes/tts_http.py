@@ -23,10 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
-from speechwire.engines.elevenlabs import UpstreamRefused
 from speechwire.engines.registry import UnknownModel, UnknownVoice
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
-from speechwire.server.relay import relays_tts
+from speechwire.server.relay import relay_http, relays
 from speechwire.server.speech import AudioOut, SpeechPipeline, pipeline_for
 from speechwire.server.state import server_state
 
@@ -66,30 +65,13 @@ def _body_model_id(raw: bytes) -> str | None:
     return model if isinstance(model, str) else None
 
 
-async def _relayed(request: Request, path: str) -> Response | None:
-    """The cloud's response, when this request goes to the cloud; None to serve it locally."""
-    state = server_state(request.app)
-    raw = await request.body()
-    if state.cloud is None or not relays_tts(state, _body_model_id(raw)):
-        return None
-    try:
-        status, content_type, chunks = await state.cloud.http_stream(
-            path, request.query_params.multi_items(), raw, "application/json"
-        )
-    except UpstreamRefused as exc:
-        return _error(503, "service_unavailable", exc.message)
-    if status >= 400:
-        body = b"".join([chunk async for chunk in chunks])
-        return Response(body, status_code=status, media_type=content_type)
-    return StreamingResponse(chunks, status_code=status, media_type=content_type)
-
-
 async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str] | Response:
     """The pipeline and text of a local request; or the response: the cloud's, or an error."""
-    relayed = await _relayed(request, request.url.path)
-    if relayed is not None:
-        return relayed
     state = server_state(request.app)
+    raw = await request.body()
+    if relays(state, _body_model_id(raw), stt=False):
+        query = request.query_params.multi_items()
+        return await relay_http(state, request.url.path, query, raw, "application/json", stream=True)
     try:
         fmt = AudioFormat.parse(request.query_params.get("output_format", DEFAULT_OUTPUT_FORMAT))
     except UnsupportedFormat as exc:

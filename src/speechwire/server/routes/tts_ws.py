@@ -1,6 +1,6 @@
 """The ElevenLabs streaming TTS WebSockets: ``stream-input`` and ``multi-stream-input``.
 
-The driver (``server/driver.py``) feeds frames to the sans-I/O session and hands its events to
+The driver (``server/ws/driver.py``) feeds frames to the sans-I/O session and hands its events to
 the route's handler here; a speaker task synthesises queued text in order and sends audio. A
 protocol error stops them, sends the error frame, and closes with its code; other sockets never
 notice.
@@ -52,11 +52,11 @@ from speechwire.protocol.tts import (
     TTSServerSession,
     audio_message,
 )
-from speechwire.server.driver import EventT, Route
-from speechwire.server.session import serve_websocket
-from speechwire.server.session_socket import SessionSocket, SlowConsumer
 from speechwire.server.speech import SpeechPipeline, options_for, pipeline_for
 from speechwire.server.state import ServerState
+from speechwire.server.ws.driver import EventT, Route
+from speechwire.server.ws.session import serve_websocket
+from speechwire.server.ws.session_socket import SessionSocket, SlowConsumer
 
 router = APIRouter()
 log = logging.getLogger("speechwire.tts")

@@ -56,10 +56,10 @@ from speechwire.protocol.stt import (
     session_started,
     stt_error,
 )
-from speechwire.server.driver import Route
-from speechwire.server.session import serve_websocket
-from speechwire.server.session_socket import SessionSocket
 from speechwire.server.state import ServerState
+from speechwire.server.ws.driver import Route
+from speechwire.server.ws.session import serve_websocket
+from speechwire.server.ws.session_socket import SessionSocket
 
 router = APIRouter()
 log = logging.getLogger("speechwire.stt")

@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from speechwire.server.redact import redact
+from speechwire.server.access.redact import redact
 
 SESSION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("speechwire_session", default="-")
 """The current session's id, set when a session starts; asyncio tasks inherit it."""
