@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from speechwire.audio.alignment import CharAlignment
+from speechwire.engines.synthesis import segment
 from speechwire.protocol.errors import ProtocolError
 from speechwire.protocol.multi import (
     ContextClosed,
@@ -18,7 +19,6 @@ from speechwire.protocol.multi import (
     ContextText,
     MultiStreamSession,
 )
-from speechwire.protocol.text import segment
 from speechwire.protocol.tts import (
     Generate,
     Initialized,

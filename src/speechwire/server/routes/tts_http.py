@@ -24,9 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
 from speechwire.engines.registry import UnknownModel, UnknownVoice
+from speechwire.engines.synthesis import AudioOut, SpeechPipeline
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
 from speechwire.server.relay import relay_http, relays
-from speechwire.server.speech import AudioOut, SpeechPipeline, pipeline_for
+from speechwire.server.speech import pipeline_for
 from speechwire.server.state import server_state
 
 router = APIRouter()

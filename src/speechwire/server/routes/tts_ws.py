@@ -28,6 +28,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from speechwire.engines.registry import UnknownModel, UnknownVoice
+from speechwire.engines.synthesis import SpeechPipeline
 from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, ProtocolError
 from speechwire.protocol.multi import (
     ContextClosed,
@@ -52,7 +53,7 @@ from speechwire.protocol.tts import (
     TTSServerSession,
     audio_message,
 )
-from speechwire.server.speech import SpeechPipeline, options_for, pipeline_for
+from speechwire.server.speech import options_for, pipeline_for
 from speechwire.server.state import ServerState
 from speechwire.server.ws.driver import EventT, Route
 from speechwire.server.ws.session import serve_websocket
