@@ -58,8 +58,3 @@ _.chunk_gaps
 # A reference kept so the running task is not garbage-collected (asyncio keeps only weak ones).
 _.error_sent
 
-# PENDING: leftovers in files other owners are editing (issue 13), reported for removal. Delete
-# the code, then these lines; until then they keep `make lint` green.
-_.partials_sent  # engines/streaming.py: counted, never read
-_.first_text  # protocol/multi.py: public wrapper of _first_text that nothing calls
-AUTO_COMMIT_SECONDS  # protocol/stt.py: shadows StreamingConfig.max_uncommitted_s (the live 90 s)

@@ -2,7 +2,9 @@
 registry that maps model and voice ids to engines, the implementations (Piper, espeak-ng,
 Whisper, Moonshine, Silero VAD, the ElevenLabs cloud relay), character timing, the
 earliest-deadline-first ``EnginePool`` that runs engine work off the event loop, and the
-engine-agnostic recognition policy (VAD end-pointing, partials, speculative finalisation).
+engine-agnostic policies on either side: synthesis (``synthesis``: segmenting, the quick first
+phrase, seams, encoding) and recognition (``endpointing``: the end-pointing state machine;
+``streaming``: partials, speculative finalisation, decode scheduling).
 
 Imports only ``audio``. Knows nothing of the wire protocol's messages, the server, the client,
 FastAPI or Prometheus (the pool reports waits through a callback).

@@ -13,6 +13,17 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 
+def query_bool(name: str, value: str, error: str = "invalid_request") -> bool:
+    """A boolean query parameter, read the same way on every route: ``true``/``1``/``yes`` and
+    ``false``/``0``/``no``, any case, surrounding blanks ignored (clients build these by hand)."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ProtocolError(error, f"query parameter {name!r} must be true or false, got {value!r}")
+
+
 class ProtocolError(Exception):
     """A violation the peer must be told about before the socket closes.
 

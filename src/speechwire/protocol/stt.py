@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from speechwire.audio.codecs import ulaw_decode
 from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat, UnsupportedFormat
-from speechwire.protocol.errors import INTERNAL_ERROR, POLICY_VIOLATION, ProtocolError
+from speechwire.protocol.errors import INTERNAL_ERROR, POLICY_VIOLATION, ProtocolError, query_bool
 
 INPUT_ERROR = "input_error"
 CHUNK_SIZE_EXCEEDED = "chunk_size_exceeded"
@@ -67,14 +67,6 @@ def stt_error(kind: str, message: str) -> ProtocolError:
 def error_message(error: ProtocolError) -> dict[str, Any]:
     """The STT error frame: ``{"message_type": <kind>, "error": <details>}``."""
     return {"message_type": error.error, "error": error.message}
-
-
-def _parse_bool(name: str, value: str) -> bool:
-    if value.lower() in ("true", "1"):
-        return True
-    if value.lower() in ("false", "0"):
-        return False
-    raise stt_error(INVALID_REQUEST, f"{name} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +143,7 @@ class RealtimeParams:
                     raise stt_error(INVALID_REQUEST, f"{name} must be between {lo:g} and {hi:g}, got {value}")
                 kwargs[name] = int(number) if name.endswith("_ms") else number
             elif name in _FLAGS:
-                kwargs[name] = _parse_bool(name, value)
+                kwargs[name] = query_bool(name, value)
             elif name == "keyterms":
                 if len(value) > 50 or any(len(k) > 20 for k in value):
                     raise stt_error(INVALID_REQUEST, "keyterms: at most 50 terms of at most 20 characters")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
-from speechwire.protocol.errors import ProtocolError
+from speechwire.protocol.errors import ProtocolError, query_bool
 
 DEFAULT_CHUNK_LENGTH_SCHEDULE: tuple[int, ...] = (120, 160, 250, 290)
 DEFAULT_INACTIVITY_TIMEOUT_S = 20.0
@@ -37,15 +37,6 @@ INVALID_REQUEST = "invalid_request"
 VOICE_NOT_FOUND = "voice_not_found"
 MODEL_NOT_FOUND = "model_not_found"
 UNSUPPORTED_OUTPUT_FORMAT = "unsupported_output_format"
-
-
-def _bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ProtocolError(INVALID_REQUEST, f"query parameter {name!r} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +95,7 @@ class StreamInputParams:
         if normalization not in ("auto", "on", "off"):
             raise ProtocolError(INVALID_REQUEST, "apply_text_normalization must be auto, on or off")
         flags = {
-            name: _bool(q.pop(name), name)
+            name: query_bool(name, q.pop(name))
             for name in ("sync_alignment", "auto_mode", "enable_logging", "enable_ssml_parsing")
             if name in q
         }
