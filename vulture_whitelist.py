@@ -13,6 +13,7 @@ _._ints_are_numbers
 _._schedule_range
 _._whole_floats
 _._blank_is_absent
+_._drop_elevenlabs_placeholder  # config.Settings: .env.example's ElevenLabs placeholder counts as unset
 cls  # first argument of @field_validator classmethods
 
 # Wire fields parsed from clients (the protocol accepts them; local engines ignore them).

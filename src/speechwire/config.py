@@ -5,8 +5,28 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EXAMPLE_API_KEY = "sw_replace-with-a-long-random-key"
+"""``.env.example``'s placeholder for ``SPEECHWIRE_API_KEYS``: published, so never a key."""
+EXAMPLE_ELEVENLABS_KEY = "your-elevenlabs-api-key-here"
+"""``.env.example``'s placeholder for ``ELEVENLABS_API_KEY``."""
+MIN_API_KEY_CHARS = 24
+"""Shortest key accepted: ``secrets.token_urlsafe(32)`` gives 43 characters; a short key is
+a password someone typed, and guessable."""
+KEY_COMMAND = "python -c \"import secrets; print('sw_' + secrets.token_urlsafe(32))\""
+"""How to make a key, quoted in every message that refuses one."""
+_PLACEHOLDER_WORDS = ("replace", "your-", "your_", "changeme", "change-me", "placeholder", "example")
+
+
+def looks_like_placeholder(value: str) -> bool:
+    """Whether ``value`` is a template's stand-in (``.env.example``'s, or one like it) rather than
+    a secret: copying the example file must never leave a publicly known key in force."""
+    lowered = value.strip().lower()
+    return lowered in (EXAMPLE_API_KEY, EXAMPLE_ELEVENLABS_KEY) or any(
+        word in lowered for word in _PLACEHOLDER_WORDS
+    )
 
 
 def _cores() -> int:
@@ -109,6 +129,25 @@ class Settings(BaseSettings):
     stt_backend: Literal["local", "elevenlabs"] = "local"
     elevenlabs_models: list[str] = Field(default_factory=list)
     """Model ids relayed to the cloud whatever the backend (for example ``["eleven_v3"]``)."""
+    _ignored_elevenlabs_placeholder: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _drop_elevenlabs_placeholder(self) -> Settings:
+        """``ELEVENLABS_API_KEY=your-elevenlabs-api-key-here`` (a copied ``.env.example``) means
+        "no cloud key": sending it upstream would only earn a 401 per session, later and
+        less clearly than a line at start-up (``server.app.check_settings`` logs it)."""
+        key = self.elevenlabs_api_key
+        if key is not None and (
+            not key.get_secret_value().strip() or looks_like_placeholder(key.get_secret_value())
+        ):
+            self.elevenlabs_api_key = None
+            self._ignored_elevenlabs_placeholder = True
+        return self
+
+    @property
+    def ignored_elevenlabs_placeholder(self) -> bool:
+        """Whether ``ELEVENLABS_API_KEY`` held a placeholder and was treated as unset."""
+        return self._ignored_elevenlabs_placeholder
 
     def secrets(self) -> list[str]:
         """Every secret this server holds, for redaction."""

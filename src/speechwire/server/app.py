@@ -13,7 +13,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from speechwire import __version__
-from speechwire.config import Settings
+from speechwire.config import (
+    EXAMPLE_API_KEY,
+    KEY_COMMAND,
+    MIN_API_KEY_CHARS,
+    Settings,
+    looks_like_placeholder,
+)
 from speechwire.engines.base import STTEngine, TTSEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
@@ -68,16 +74,56 @@ class InsecureConfiguration(ValueError):
     """A configuration that would expose an open server."""
 
 
+def _key_problem(position: int, key: str) -> str | None:
+    """Why the ``position``-th configured key (1-based) must not be served, or None. The key
+    itself is never quoted (unless it is the published placeholder): messages reach terminals
+    and CI logs."""
+    if key.strip().lower() == EXAMPLE_API_KEY:
+        return f"SPEECHWIRE_API_KEYS holds .env.example's placeholder {EXAMPLE_API_KEY!r}"
+    if looks_like_placeholder(key):
+        return (
+            f"key {position} in SPEECHWIRE_API_KEYS is a placeholder (it says 'replace', 'your-' or the like)"
+        )
+    if len(key) < MIN_API_KEY_CHARS:
+        return (
+            f"key {position} in SPEECHWIRE_API_KEYS has {len(key)} characters (at least {MIN_API_KEY_CHARS})"
+        )
+    return None
+
+
 def check_settings(settings: Settings) -> None:
-    """Refuse configurations that would run open or half-configured, with what to do instead."""
+    """Refuse configurations that would run open or half-configured, with what to do instead.
+
+    A key everyone can read (``.env.example``'s placeholder, copied as it is) or guess (a short
+    one) would open the server as surely as no key at all, so it is refused here, at start-up,
+    rather than served."""
+    for position, secret in enumerate(settings.api_keys, 1):
+        problem = _key_problem(position, secret.get_secret_value())
+        if problem is not None:
+            raise InsecureConfiguration(
+                f"{problem}: anyone could use this server with it. Put a long random key there "
+                f"(make one with: {KEY_COMMAND}), or delete the SPEECHWIRE_API_KEYS line from "
+                ".env to run a development server on this machine (make run)."
+            )
     if not settings.api_keys and not settings.dev:
         raise InsecureConfiguration(
             "No API keys: set SPEECHWIRE_API_KEYS (a JSON list) or, for development on this "
             "machine only, run with --dev (SPEECHWIRE_DEV=true)."
         )
+    if settings.ignored_elevenlabs_placeholder:
+        log.warning(
+            "ELEVENLABS_API_KEY is a placeholder (.env.example's?): treated as unset, nothing is "
+            "sent to the ElevenLabs cloud. Put your key from "
+            "https://elevenlabs.io/app/settings/api-keys there, or delete the line."
+        )
     for backend in (settings.tts_backend, settings.stt_backend):
         if backend == "elevenlabs" and settings.elevenlabs_api_key is None:
-            raise InsecureConfiguration("The elevenlabs backend needs ELEVENLABS_API_KEY (see .env.example).")
+            what = (
+                "a real ELEVENLABS_API_KEY (it holds a placeholder)"
+                if settings.ignored_elevenlabs_placeholder
+                else "ELEVENLABS_API_KEY"
+            )
+            raise InsecureConfiguration(f"The elevenlabs backend needs {what} (see .env.example).")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

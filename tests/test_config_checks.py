@@ -1,0 +1,165 @@
+"""Start-up refuses keys anyone could know (issue 15, item 2).
+
+``cp .env.example .env`` must never leave a published key in force: the placeholder (and any key
+that says "replace", or is short) stops ``speechwire serve`` with a message saying what to put
+there; ``ELEVENLABS_API_KEY``'s placeholder counts as unset, with a log line. The start-up cases
+run the real ``speechwire serve`` in a folder holding that ``.env``, as a user would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from speechwire.config import EXAMPLE_API_KEY, Settings
+from speechwire.server.app import InsecureConfiguration, check_settings
+from speechwire.testing.serverprocess import free_port
+
+EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+REAL_KEY = "sw_" + secrets.token_urlsafe(32)
+
+
+def settings(**values: object) -> Settings:
+    """Settings from ``values`` only: no ``.env`` of the working folder, no environment."""
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
+def example_with_keys_uncommented() -> str:
+    """``.env.example`` as a user who uncommented the key line without replacing it has it."""
+    text = EXAMPLE.read_text()
+    line = f'# SPEECHWIRE_API_KEYS=["{EXAMPLE_API_KEY}"]'
+    assert line in text  # the example still shows the placeholder, commented out
+    return text.replace(line, line[2:])
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment without any speechwire or ElevenLabs setting (only ``.env``
+    speaks), and light engines so a server that does start is up in a second or two."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPEECHWIRE_", "ELEVENLABS_"))}
+    return {**env, "SPEECHWIRE_TTS_ENGINES": '["espeak"]', "SPEECHWIRE_STT_ENGINES": '["moonshine"]'}
+
+
+def serve(folder: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "speechwire.cli", "serve", *args],
+        cwd=folder,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@contextmanager
+def running(folder: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``speechwire serve`` in ``folder`` until it answers ``/healthz``; stopped (SIGTERM) after."""
+    port = free_port()
+    proc = serve(folder, "--port", str(port), *args)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.parametrize("args", [("--dev",), ("--host", "0.0.0.0")], ids=["make-run", "all-interfaces"])
+def test_start_up_refuses_the_example_placeholder_with_what_to_put_there(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    (tmp_path / ".env").write_text(example_with_keys_uncommented())
+    proc = serve(tmp_path, "--port", str(free_port()), *args)
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 2, output
+    assert "placeholder" in output and EXAMPLE_API_KEY in output
+    assert "secrets.token_urlsafe(32)" in output  # what to put there
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        (EXAMPLE_API_KEY, "placeholder"),
+        ("sw_please-replace-me-with-something-long", "placeholder"),
+        ("your-api-key-goes-here-0000000000", "placeholder"),
+        ("sw_short", "8 characters"),
+    ],
+)
+def test_placeholder_and_short_keys_are_refused(key: str, said: str) -> None:
+    with pytest.raises(InsecureConfiguration) as refused:
+        check_settings(settings(api_keys=[SecretStr(REAL_KEY), SecretStr(key)], dev=True))
+    message = str(refused.value)
+    assert said in message and "secrets.token_urlsafe(32)" in message
+    if key != EXAMPLE_API_KEY:
+        assert key not in message  # a refused key may still be someone's secret: never echoed
+
+
+def test_a_real_key_passes_the_checks() -> None:
+    check_settings(settings(api_keys=[SecretStr(REAL_KEY)]))
+
+
+def test_the_elevenlabs_placeholder_counts_as_unset_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    configured = settings(dev=True, elevenlabs_api_key="your-elevenlabs-api-key-here")
+    assert configured.elevenlabs_api_key is None
+    assert "your-elevenlabs-api-key-here" not in configured.secrets()
+    with caplog.at_level(logging.WARNING, logger="speechwire.server"):
+        check_settings(configured)
+    assert "ELEVENLABS_API_KEY is a placeholder" in caplog.text
+    # A backend that needs the key says that it holds a placeholder, not that it is missing.
+    with pytest.raises(InsecureConfiguration, match="placeholder"):
+        check_settings(
+            settings(dev=True, elevenlabs_api_key="your-elevenlabs-api-key-here", tts_backend="elevenlabs")
+        )
+    real = settings(dev=True, elevenlabs_api_key="sk_" + secrets.token_hex(24))
+    assert real.elevenlabs_api_key is not None and not real.ignored_elevenlabs_placeholder
+
+
+def test_the_example_copied_as_it_is_runs_a_dev_server_and_logs_the_placeholder(tmp_path: Path) -> None:
+    """``cp .env.example .env`` then ``make run``: a development server, no key demanded, and
+    one line saying the ElevenLabs placeholder is ignored."""
+    (tmp_path / ".env").write_text(EXAMPLE.read_text())
+    with running(tmp_path, "--dev") as (url, proc):
+        assert httpx.get(f"{url}/v1/voices", timeout=10).status_code == 200  # no key needed
+        assert httpx.post(f"{url}/v1/single-use-token/tts_websocket", timeout=10).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert "ELEVENLABS_API_KEY is a placeholder" in output
+
+
+def test_a_real_key_in_env_starts_and_is_demanded(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(example_with_keys_uncommented().replace(EXAMPLE_API_KEY, REAL_KEY))
+    with running(tmp_path, "--dev") as (url, _):
+        assert httpx.get(f"{url}/v1/voices", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/v1/voices", headers={"xi-api-key": REAL_KEY}, timeout=10).status_code == 200
