@@ -37,7 +37,7 @@ import pytest
 from speechwire.server.ops.runner import RunningServer
 
 if TYPE_CHECKING:
-    from playwright.async_api import ConsoleMessage
+    from playwright.async_api import ConsoleMessage, Page
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -164,12 +164,23 @@ async def run_in_chromium(code: str, server: RunningServer) -> None:
             await page.evaluate("document.body.replaceChildren()")
             await page.add_script_tag(content=code, type="module")
             await asyncio.sleep(1.0)
+            before = await audio_out_seconds(page, server)
             for button in await page.locator("button").all():
                 await button.click()
                 await asyncio.sleep(2.0)  # a reply's first audio and a token round trip, at most
             assert errors == [], errors
+            if ".speak(" in code:  # a block that speaks must be heard: the server sent audio
+                assert await audio_out_seconds(page, server) > before, "no speech was sent"
         finally:
             await browser.close()
+
+
+async def audio_out_seconds(page: Page, server: RunningServer) -> float:
+    """Seconds of speech the server has sent so far (its Prometheus counter), read by the page's
+    own ``fetch`` so the test needs no second HTTP client inside the event loop."""
+    metrics: str = await page.evaluate(f"fetch('{server.http_url}/metrics').then((r) => r.text())")
+    found = re.search(r"^speechwire_audio_out_seconds_total (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 def console_error(message: ConsoleMessage) -> bool:
