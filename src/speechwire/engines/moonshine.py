@@ -76,5 +76,22 @@ class MoonshineEngine:
             transcript = t._parse_transcript(out)
         finally:
             self._free.put(t)
-        text = join_texts(line.text for line in transcript.lines)
+        text = join_texts(line.text for line in real_lines(transcript.lines))
         return Recognition(text, (), 1000 * (time.perf_counter() - start))
+
+
+FRAGMENT_S = 0.2
+"""Lines this short beside a longer one are Moonshine's own segmenter misfiring on an onset."""
+
+
+def real_lines(lines: list[Any]) -> list[Any]:
+    """The transcript's lines without the fragments Moonshine adds before a phrase.
+
+    Why: ``transcribe_without_streaming`` segments the audio itself and often returns, beside
+    the phrase, a 0.06–0.16 s line decoded from its first breath: "You", "?", "2", "What". Joined,
+    they were the junk first words of transcripts ("You The invention…", "What What your
+    country…", issue 15). A short line alone is kept: it may be a real "Yes."."""
+    if len(lines) < 2:
+        return lines
+    kept = [line for line in lines if float(getattr(line, "duration", 1.0)) >= FRAGMENT_S]
+    return kept or lines
