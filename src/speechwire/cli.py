@@ -1,4 +1,10 @@
-"""Command line: ``speechwire serve``, ``say`` and ``bench``."""
+"""speechwire: the ElevenLabs realtime protocols on local engines.
+
+Commands: serve (run the server), say (text to a WAV file), transcribe (an audio file to text),
+bench (benchmarks). Keys: the server reads its accepted keys from SPEECHWIRE_API_KEYS (a JSON
+list); the clients (say, transcribe) send one key, from --api-key or SPEECHWIRE_API_KEY.
+Errors are one line; --verbose shows the traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,101 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.console import Console
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from speechwire.client.reconnect import ReconnectPolicy
 
 console = Console(stderr=True)
 
 DEFAULT_URL = "ws://127.0.0.1:8000"
 
+T = TypeVar("T")
 
-API_KEY_HELP = "a key of the server (default: $SPEECHWIRE_API_KEY; a dev server needs none)"
+API_KEY_HELP = (
+    "the key this client sends (default: $SPEECHWIRE_API_KEY, read when the command runs; a "
+    "--dev server needs none). The server's accepted keys are SPEECHWIRE_API_KEYS, plural"
+)
+CAFILE_HELP = (
+    "for wss:// or https:// URLs: trust the CA certificates in this PEM file (e.g. a local "
+    "test CA); the system trust store and $SSL_CERT_FILE are used otherwise"
+)
+AUTH_ERRORS = ("invalid_api_key", "authentication_required", "auth_error")
+
+
+class CLIError(Exception):
+    """A failure the user can act on: its message is printed as one line (exit ``code``)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def explain(exc: BaseException, url: str | None) -> str:
+    """One line for an exception: what happened and what to do about it."""
+    import ssl
+
+    import websockets
+
+    from speechwire.client.errors import ConnectionClosedError, ServerError
+    from speechwire.client.stt import TranscriptIncomplete
+
+    where = url or "the server"
+    if isinstance(exc, CLIError):
+        return str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"cannot verify the certificate of {where} ({exc.verify_message}): "
+            "pass --cafile CA.pem (or set SSL_CERT_FILE) to trust its CA"
+        )
+    if isinstance(exc, websockets.InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return f"{where} refused the key (HTTP {status}): pass --api-key KEY or set SPEECHWIRE_API_KEY"
+        return f"{where} refused the connection (HTTP {status}): check --url"
+    if isinstance(exc, ServerError):
+        if exc.error in AUTH_ERRORS:
+            return (
+                f"{where} refused the key ({exc.error}): pass --api-key KEY or set "
+                "SPEECHWIRE_API_KEY to one of the server's SPEECHWIRE_API_KEYS"
+            )
+        return f"{where} reported {exc.error}: {exc.message}"
+    if isinstance(exc, TranscriptIncomplete):
+        return f"transcript incomplete: {exc} (a busy server? run again, or raise its STT workers)"
+    if isinstance(exc, ConnectionClosedError):
+        return (
+            f"lost the connection to {where} ({exc}); the output is incomplete: "
+            "check the server (`speechwire serve`) and run again"
+        )
+    if isinstance(exc, OSError | TimeoutError | websockets.InvalidHandshake):
+        return f"cannot reach {where} ({exc}): is it running? Start one with `speechwire serve --dev`"
+    return f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback)"
+
+
+async def _connecting(opening: Awaitable[T], url: str) -> T:
+    """Open a client, turning "nobody listens there" into a CLIError naming the URL."""
+    import ssl
+
+    import websockets
+
+    from speechwire.client.errors import ConnectionClosedError
+
+    try:
+        return await opening
+    except ssl.SSLCertVerificationError:
+        raise
+    except (OSError, TimeoutError, ConnectionClosedError) as exc:
+        raise CLIError(
+            f"cannot reach {url} ({exc}): is the server running? Start one with `speechwire serve --dev`"
+        ) from exc
+    except websockets.InvalidURI as exc:
+        raise CLIError(f"not a WebSocket URL: {url} (use ws://, wss://, http:// or https://)", 2) from exc
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -79,24 +166,30 @@ async def _say(args: argparse.Namespace) -> int:
 
     text = " ".join(args.text) if args.text else sys.stdin.read()
     if not text.strip():
-        console.print("[red]nothing to say[/red]")
-        return 2
-    fmt = AudioFormat.parse(args.format)
+        raise CLIError("nothing to say: give text as arguments or on stdin", 2)
+    try:
+        fmt = AudioFormat.parse(args.format)
+    except ValueError as exc:
+        raise CLIError(f"--format {args.format}: {exc}", 2) from exc
     # Reconnecting: a connection cut mid-audio resumes with the words not yet voiced, each once.
     stream = TextToSpeechStream(
         args.url,
         args.voice,
         model_id=args.model,
         output_format=fmt.name,
-        api_key=args.api_key,
+        api_key=args.api_key or os.environ.get("SPEECHWIRE_API_KEY"),
+        cafile=args.cafile,
         reconnect=_reconnect(),
     )
     audio = bytearray()
-    async with stream:
+    await _connecting(stream.connect(), args.url)
+    try:
         await stream.send(text if text.endswith(" ") else text + " ", flush=True)
         await stream.end()
         async for chunk in stream:
             audio += chunk.audio
+    finally:
+        await stream.close()
     pcm, rate = decode_to_pcm(bytes(audio), fmt)
     write_wav(args.out, np.asarray(pcm, dtype=np.int16), rate)
     ttfa = stream.latency.time_to_first_audio
@@ -108,8 +201,56 @@ async def _say(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_input(path: str) -> tuple[npt.NDArray[np.int16], int]:
+    """The audio file, or a CLIError saying why it cannot be read (before any connection)."""
+    from speechwire.audio.wav import read_audio_file
+
+    if not os.path.exists(path):
+        raise CLIError(f"no such file: {path}", 2)
+    if os.path.isdir(path):
+        raise CLIError(f"{path} is a folder: give an audio file (WAV, FLAC, MP3, …)", 2)
+    if not os.access(path, os.R_OK):
+        raise CLIError(f"cannot read {path}: permission denied", 2)
+    try:
+        pcm, rate = read_audio_file(path)
+    except Exception as exc:
+        raise CLIError(
+            f"{path} is not audio we can decode ({exc}): give a WAV, FLAC, MP3 or Ogg file", 2
+        ) from exc
+    if len(pcm) == 0:
+        raise CLIError(f"{path} holds no audio", 2)
+    return pcm, rate
+
+
+FAST_SEGMENT_S = 30.0
+"""Sent as fast as possible, the file is committed by the client, at the first pause after this
+many seconds (and at 60 s regardless): each commit is answered exactly once, so the client knows
+when the last one is in. The server's VAD cannot do that job here (its commits are
+indistinguishable from answers), nor its 90 s cap (the same)."""
+
+
+def _commit_points(pcm: npt.NDArray[np.int16], rate: int, chunk: int) -> set[int]:
+    """Chunk indices after which the fast path commits: at a pause (0.3 s of chunks quieter than
+    speech) once ``FAST_SEGMENT_S`` are uncommitted, and at 60 s without one."""
+    import numpy as np
+
+    from speechwire.client.stt import SPEECH_RMS
+
+    points: set[int] = set()
+    since, quiet = 0.0, 0.0
+    step_s = chunk / rate
+    for i, offset in enumerate(range(0, len(pcm), chunk)):
+        piece = pcm[offset : offset + chunk].astype(np.float64)
+        loud = float(np.sqrt(np.mean(piece**2))) > SPEECH_RMS if len(piece) else False
+        quiet = 0.0 if loud else quiet + step_s
+        since += step_s
+        if (since >= FAST_SEGMENT_S and quiet >= 0.3) or since >= 60.0:
+            points.add(i)
+            since = 0.0
+    return points
+
+
 async def _transcribe(args: argparse.Namespace) -> int:
-    import contextlib
     import json
     import time
 
@@ -117,8 +258,6 @@ async def _transcribe(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from speechwire.audio.resample import resample
-    from speechwire.audio.wav import read_audio_file
-    from speechwire.client.errors import ConnectionClosedError
     from speechwire.client.stt import (
         CommittedTranscript,
         PartialTranscript,
@@ -126,56 +265,75 @@ async def _transcribe(args: argparse.Namespace) -> int:
         paced_chunks,
     )
 
-    pcm, rate = read_audio_file(args.file)
+    pcm, rate = _read_input(args.file)
     pcm16k = resample(pcm, rate, 16000)
+    # Paced like a microphone, the server's VAD commits (as a live app would use it); sent as
+    # fast as possible, the client commits (see FAST_SEGMENT_S). Either way ``finish()`` returns
+    # only once the server has answered the last commit, so no text is lost.
     stt = RealtimeTranscriber(
         args.url,
         model_id=args.model,
-        commit_strategy="vad",
-        vad_silence_threshold_secs=args.vad_silence,
+        commit_strategy="vad" if args.realtime else "manual",
+        vad_silence_threshold_secs=args.vad_silence if args.realtime else None,
         include_timestamps=args.json,
-        api_key=args.api_key,
+        api_key=args.api_key or os.environ.get("SPEECHWIRE_API_KEY"),
+        cafile=args.cafile,
         reconnect=_reconnect(),  # a cut resends the audio not yet committed
     )
     out = Console()
     start = time.perf_counter()
-    try:
-        await stt.connect()
-    except (OSError, ConnectionClosedError) as exc:
-        console.print(f"[red]cannot reach {args.url}: {exc}. Start one with `speechwire serve`.[/red]")
-        return 1
+    await _connecting(stt.connect(), args.url)
+    chunk = 1600
+    points = set() if args.realtime else _commit_points(pcm16k, 16000, chunk)
+    ends = [(i + 1) * chunk / 16000 for i in sorted(points)] + [len(pcm16k) / 16000]
+    committed = 0
 
     async def send() -> None:
-        await stt.stream_pcm(paced_chunks(pcm16k, 16000, 100, realtime=args.realtime, tail_silence_s=1.5))
-        # Whatever the VAD has not committed yet is committed by hand at the end of the file.
-        await asyncio.sleep(args.vad_silence + 0.5)
-        if stt._speech_since_commit:
-            await stt.commit()
-            await asyncio.sleep(1.0)
+        chunks = paced_chunks(pcm16k, 16000, 100, realtime=args.realtime)
+        i = 0
+        async for piece in chunks:
+            await stt.send_audio(piece)
+            if i in points:
+                await stt.commit()
+            i += 1
+        await stt.finish()
 
-    with Live(Text(""), console=out, transient=True, auto_refresh=False, redirect_stdout=False) as live:
+    try:
+        with Live(Text(""), console=out, transient=True, auto_refresh=False, redirect_stdout=False) as live:
 
-        async def read() -> None:
-            async for event in stt.events():
-                at = event.received_at - start if hasattr(event, "received_at") else 0.0
-                if args.json:
-                    kind = "committed" if isinstance(event, CommittedTranscript) else "partial"
-                    line = {"type": kind, "text": getattr(event, "text", ""), "t": round(at, 3)}
-                    print(json.dumps(line), flush=True)
-                elif isinstance(event, PartialTranscript):
-                    live.update(Text(f"… {event.text}", style="dim"), refresh=True)
-                elif isinstance(event, CommittedTranscript):
-                    live.update(Text(""), refresh=True)
-                    out.print(f"[{at:6.2f}s] {event.text}")
+            async def read() -> None:
+                nonlocal committed
+                async for event in stt.events():
+                    at = time.perf_counter() - start
+                    if not args.realtime and isinstance(event, CommittedTranscript):
+                        at = ends[min(committed, len(ends) - 1)]  # where in the file it ends
+                    if isinstance(event, CommittedTranscript):
+                        committed += 1
+                        if not event.text:
+                            continue
+                    if args.json:
+                        kind = "committed" if isinstance(event, CommittedTranscript) else "partial"
+                        line = {"type": kind, "text": getattr(event, "text", ""), "t": round(at, 3)}
+                        print(json.dumps(line), flush=True)
+                    elif isinstance(event, PartialTranscript):
+                        live.update(Text(f"… {event.text}", style="dim"), refresh=True)
+                    elif isinstance(event, CommittedTranscript):
+                        live.update(Text(""), refresh=True)
+                        out.print(f"[{at:6.2f}s] {event.text}")
 
-        reader = asyncio.create_task(read())
-        await send()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-    await stt.close()
+            reader = asyncio.create_task(read())
+            sender = asyncio.create_task(send())
+            try:
+                done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()  # the first failure (server gone, commit unanswered) is raised
+            finally:
+                for task in (reader, sender):
+                    task.cancel()
+    finally:
+        await stt.close()
     lat = stt.latency.end_of_speech_to_commit
-    if lat and not args.json:
+    if lat and args.realtime and not args.json:
         console.print(f"end of speech → committed: {', '.join(f'{1000 * x:.0f} ms' for x in lat)}")
     return 0
 
@@ -214,54 +372,100 @@ def _bench(args: argparse.Namespace) -> int:
     return run_tts_bench(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speechwire", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every option's help (but not None or False, which say nothing); descriptions
+    keep their line breaks."""
 
-    serve = sub.add_parser("serve", help="run the server with local engines")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechwire", description=__doc__, formatter_class=_HelpFormatter)
+    parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks of errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{serve,say,transcribe,bench}")
+
+    def add(name: str, **kw: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+
+    serve = add(
+        "serve",
+        help="run the server with local engines",
+        description="Run the server. The keys it accepts: SPEECHWIRE_API_KEYS (a JSON list, e.g.\n"
+        "'[\"sk-mine\"]'); clients send one as xi-api-key (say, transcribe: SPEECHWIRE_API_KEY).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument(
         "--ssl-certfile", default=None, help="serve TLS (wss://, https://) with this certificate"
     )
-    serve.add_argument("--ssl-keyfile", default=None)
+    serve.add_argument("--ssl-keyfile", default=None, help="the private key of --ssl-certfile")
     serve.add_argument("--engines", default=None, help="comma-separated TTS engines (default: piper,espeak)")
     serve.add_argument(
         "--dev",
         action="store_true",
         help="development: no API keys needed, everyone admitted (only on a loopback address)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level"
+    )
     serve.add_argument(
         "--log-format", default="text", choices=["text", "json"], help="json: one object per line"
     )
     serve.set_defaults(func=_serve)
 
-    say = sub.add_parser("say", help="speak text (arguments or stdin) into a WAV file through a server")
-    say.add_argument("text", nargs="*")
+    say = add("say", help="speak text (arguments or stdin) into a WAV file through a server")
+    say.add_argument("text", nargs="*", help="the text (default: read stdin)")
     say.add_argument("--out", "-o", default="say.wav")
-    say.add_argument("--url", default=DEFAULT_URL)
+    say.add_argument("--url", default=DEFAULT_URL, help="the server (ws://, wss://, http://, https://)")
     say.add_argument("--voice", default="joe")
     say.add_argument("--model", default=None)
     say.add_argument("--format", default="pcm_22050", help="output_format on the wire (decoded to WAV)")
-    say.add_argument("--api-key", default=os.environ.get("SPEECHWIRE_API_KEY"), help=API_KEY_HELP)
+    say.add_argument("--api-key", default=None, help=API_KEY_HELP)
+    say.add_argument("--cafile", default=None, help=CAFILE_HELP)
     say.set_defaults(func=lambda a: asyncio.run(_say(a)))
 
-    tr = sub.add_parser(
-        "transcribe", help="transcribe an audio file (WAV/FLAC/MP3, any rate) through a server"
+    tr = add(
+        "transcribe",
+        help="transcribe an audio file (WAV/FLAC/MP3, any rate) through a server",
+        description="Transcribe an audio file. It ends once the server has committed all of it\n"
+        "(or says what is missing after 5 s + half the audio's length).",
     )
-    tr.add_argument("file")
-    tr.add_argument("--realtime", action="store_true", help="send at real-time pace, like a microphone")
+    tr.add_argument("file", help="an audio file (WAV, FLAC, MP3, Ogg; any rate, mixed to mono)")
+    tr.add_argument(
+        "--realtime",
+        action="store_true",
+        help="send at real-time pace, like a microphone, and let the server's VAD commit "
+        "(default: as fast as possible, committed by the client; the same text)",
+    )
     tr.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
-    tr.add_argument("--url", default=DEFAULT_URL)
-    tr.add_argument("--model", default="scribe_v2_realtime")
-    tr.add_argument("--vad-silence", type=float, default=0.5, help="seconds of silence that commit (0.3-3)")
-    tr.add_argument("--api-key", default=os.environ.get("SPEECHWIRE_API_KEY"), help=API_KEY_HELP)
+    tr.add_argument("--url", default=DEFAULT_URL, help="the server (ws://, wss://, http://, https://)")
+    tr.add_argument("--model", default="scribe_v2_realtime", help="model_id")
+    tr.add_argument(
+        "--vad-silence",
+        type=float,
+        default=0.5,
+        help="with --realtime: seconds of silence that commit (0.3-3). The server's own default "
+        "is 1.5 s, as upstream; 0.5 commits each sentence soon after it ends",
+    )
+    tr.add_argument("--api-key", default=None, help=API_KEY_HELP)
+    tr.add_argument("--cafile", default=None, help=CAFILE_HELP)
     tr.set_defaults(func=lambda a: asyncio.run(_transcribe(a)))
 
-    bench = sub.add_parser("bench", help="benchmarks")
+    bench = add("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    tts = bench_sub.add_parser("tts", help="time to first audio and real-time factor of streaming TTS")
+    bench_add = bench_sub.add_parser
+
+    def bench_parser(name: str, **kw: str) -> argparse.ArgumentParser:
+        return bench_add(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+
+    tts = bench_parser("tts", help="time to first audio and real-time factor of streaming TTS")
     tts.add_argument("--runs", type=int, default=30)
     tts.add_argument("--concurrency", default="1,4,8", help="session counts to measure")
     tts.add_argument("--format", default="pcm_22050")
@@ -272,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--relay", action="store_true", help="compare straight to an upstream server vs through a relay to it"
     )
     tts.set_defaults(func=_bench)
-    barge = bench_sub.add_parser(
+    barge = bench_parser(
         "barge-in", help="interrupt → first audio of the new context, old reply fully sent and flushed"
     )
     barge.add_argument("--turns", type=int, default=30)
@@ -282,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     barge.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
     barge.add_argument("--json", default=None, help="also write the results to this JSON file")
     barge.set_defaults(func=_bench)
-    stt = bench_sub.add_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
+    stt = bench_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
     stt.add_argument(
         "--speech-dir", default=None, help="folder with manifest.tsv (default: ../shared/speech/dev)"
     )
@@ -295,17 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     stt.add_argument("--json", default=None)
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     stt.set_defaults(func=_bench)
-    load = bench_sub.add_parser("load", help="how many TTS sessions and STT streams stay real-time")
+    load = bench_parser("load", help="how many TTS sessions and STT streams stay real-time")
     load.add_argument("--tts", default="1,2,4,6,8,12", help="concurrent TTS sessions to try")
     load.add_argument("--stt", default="2,4,6,8", help="concurrent STT streams to try")
     load.add_argument("--speech-dir", default=None)
     load.add_argument("--json", default=None)
     load.set_defaults(func=_bench)
-    soak = bench_sub.add_parser("soak", help="mixed sessions for a while: errors and memory growth")
+    soak = bench_parser("soak", help="mixed sessions for a while: errors and memory growth")
     soak.add_argument("--minutes", type=float, default=10.0)
     soak.add_argument("--json", default=None)
     soak.set_defaults(func=_bench)
-    web = bench_sub.add_parser(
+    web = bench_parser(
         "browser", help="the demo page in Chromium: PCM vs WebM capture latency, playback latency"
     )
     web.add_argument("--files", type=int, default=5, help="dev recordings per capture mode")
@@ -315,22 +519,45 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--screenshots", default=None, help="folder for a screenshot of the page in use")
     web.add_argument("--json", default=None)
     web.set_defaults(func=_bench)
-    rec = bench_sub.add_parser(
+    rec = bench_parser(
         "reconnect", help="resumable TTS client: loss → next open connection, network cut and server kill"
     )
     rec.add_argument("--cuts", type=int, default=30, help="network cuts through a loopback proxy")
     rec.add_argument("--restarts", type=int, default=10, help="server kills (SIGKILL) and restarts")
     rec.add_argument("--json", default=None)
     rec.set_defaults(func=_bench)
-    wer = bench_sub.add_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
+    wer = bench_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
     wer.add_argument("--json", default=None)
     wer.set_defaults(func=_bench)
+    _show_defaults(parser)
     return parser
 
 
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Options declared without help still show their default (argparse prints nothing for them)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+        elif action.help is None and action.default not in (None, False, argparse.SUPPRESS):
+            action.help = "(default: %(default)s)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a failure is one line on stderr (and its traceback with --verbose)."""
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            console.print_exception()
+        from rich.text import Text
+
+        line = " ".join(explain(exc, getattr(args, "url", None)).split())  # one line, always
+        console.print(Text.assemble(("error: ", "red"), line), soft_wrap=True)
+        return exc.code if isinstance(exc, CLIError) else 1
     return result
 
 

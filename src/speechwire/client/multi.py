@@ -11,6 +11,7 @@ with ``reconnect=`` a lost socket is replaced and every unfinished context resum
 
 from __future__ import annotations
 
+import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ class MultiLatency:
 
 
 class MultiContextTTS:
-    """Use as ``async with MultiContextTTS(url, "joe") as tts:``; iterate for audio and finals."""
+    """Use as ``async with MultiContextTTS(url, "joe") as tts:``; iterate for audio and finals.
+
+    ``wss://``/``https://`` URLs verify the server against the system trust store (or
+    ``cafile``; ``ssl`` takes a ready context)."""
 
     def __init__(
         self,
@@ -44,6 +48,8 @@ class MultiContextTTS:
         model_id: str | None = None,
         api_key: str | None = None,
         inactivity_timeout: int | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        cafile: str | None = None,
         reconnect: ReconnectPolicy | bool | None = None,
         on_state: Callable[[StateChange], None] | None = None,
     ) -> None:
@@ -55,7 +61,9 @@ class MultiContextTTS:
         path = f"/v1/text-to-speech/{voice_id}/multi-stream-input"
         self.url = f"{ws_url(base_url).rstrip('/')}{path}?{urlencode(query)}"
         self.protocol = MultiClientSession()
-        self.link = Connection(self.url, api_key=api_key, reconnect=reconnect, on_state=on_state)
+        self.link = Connection(
+            self.url, api_key=api_key, ssl=ssl, cafile=cafile, reconnect=reconnect, on_state=on_state
+        )
         self.latency = MultiLatency()
         self._started_at: dict[str, float] = {}
         self._interrupted_at: dict[str, float] = {}

@@ -15,8 +15,11 @@ Each policy in one line, with its reason:
   inactivity timer without adding traffic to a busy stream.
 - WebSocket pings (5 s interval, 5 s timeout) when reconnecting: a half-open socket is noticed in
   seconds, not at the TCP timeout; without ``reconnect`` websockets' defaults apply, as before.
-- A handshake refused with HTTP 4xx (not 429) is not retried: the same request is refused again.
+- A handshake refused with HTTP 4xx (not 429) is not retried: the same request is refused again;
+  nor is a certificate that fails verification: the same certificate fails again.
 - Frames sent while the socket is down are not queued: the session's resume frames cover them.
+- ``wss://`` verifies the server against the system trust store (OpenSSL's defaults, so
+  ``SSL_CERT_FILE`` works), or against ``cafile`` for a private CA; never unverified.
 """
 
 from __future__ import annotations
@@ -147,7 +150,20 @@ def ws_url(base_url: str) -> str:
     return base_url
 
 
+def tls_context(
+    url: str, ssl: ssl_module.SSLContext | None = None, cafile: str | None = None
+) -> ssl_module.SSLContext | None:
+    """The TLS context for ``url``: the one given, else for ``wss://`` a verifying context
+    (system trust store, plus ``cafile``); None for ``ws://``, which websockets requires."""
+    if not url.startswith("wss://"):
+        return None
+    return ssl or ssl_module.create_default_context(cafile=cafile)
+
+
 def _refused(exc: Exception) -> bool:
+    """Not worth retrying: a handshake refused with 4xx, or a certificate we do not trust."""
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return True
     if not isinstance(exc, websockets.InvalidStatus):
         return False
     status = exc.response.status_code
@@ -163,12 +179,13 @@ class Connection:
         *,
         api_key: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        cafile: str | None = None,
         reconnect: ReconnectPolicy | bool | None = None,
         on_state: Callable[[StateChange], None] | None = None,
     ) -> None:
         self.url = url
         self.headers = {"xi-api-key": api_key} if api_key else None
-        self.ssl = ssl
+        self.ssl = tls_context(url, ssl, cafile)
         self.policy = reconnect_policy(reconnect)
         self.states = StateTracker()
         if on_state is not None:

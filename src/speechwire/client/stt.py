@@ -6,11 +6,17 @@ of speech to the committed text, and the cadence of partial transcripts. Frames 
 parsed by ``protocol.stt_client.STTClientSession``; with ``reconnect=`` a lost socket is replaced
 and the audio since the last committed transcript is sent again, so no speech is lost and no
 committed text repeats.
+
+One task reads the socket: ``connect()`` starts it, and it owns every ``recv`` (websockets
+allows one reader at a time). ``events()`` and ``finish()`` only wait on what it found, so audio
+may be sent from one task while events are read in another, and ``finish()`` may be awaited by
+either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -20,9 +26,10 @@ from urllib.parse import urlencode
 
 import numpy as np
 import numpy.typing as npt
+import websockets
 
 from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat
-from speechwire.client.errors import ConnectionClosedError, server_error
+from speechwire.client.errors import ConnectionClosedError, SpeechwireError, server_error
 from speechwire.client.reconnect import (
     Connection,
     ConnectionState,
@@ -48,6 +55,8 @@ __all__ = [
     "ResumableTranscriber",
     "SessionStarted",
     "TranscriptEvent",
+    "TranscriptIncomplete",
+    "finish_timeout",
     "paced_chunks",
 ]
 
@@ -65,8 +74,44 @@ class STTLatency:
     """Manual commits: from sending the commit to receiving the committed text."""
 
 
+class TranscriptIncomplete(SpeechwireError, TimeoutError):
+    """``finish()`` timed out: the server had not committed ``missing_s`` seconds of audio."""
+
+    def __init__(self, missing_s: float, timeout_s: float) -> None:
+        super().__init__(
+            f"the server did not commit the last {missing_s:.1f} s of audio within {timeout_s:.0f} s"
+        )
+        self.missing_s = missing_s
+        self.timeout_s = timeout_s
+
+
+_END = object()
+"""Queued after the answer ``finish()`` waited for: ``events()`` ends there."""
+
+
+def finish_timeout(audio_s: float) -> float:
+    """How long ``finish()`` waits by default: 5 s plus half the audio's length, because a server
+    that decodes slower than real time (a busy machine, a file sent as fast as possible) still
+    has up to that much to decode when the last chunk is sent."""
+    return 5.0 + 0.5 * audio_s
+
+
 class RealtimeTranscriber:
-    """One realtime STT stream. Use as ``async with RealtimeTranscriber(url) as stt:``."""
+    """One realtime STT stream. Use as ``async with RealtimeTranscriber(url) as stt:``.
+
+    ``commit_strategy="vad"``: the server commits after ``vad_silence_threshold_secs`` of
+    silence. Left as None the server's default applies — 1.5 s, as upstream, which suits a
+    person who pauses to think but makes a script wait 1.5 s for each commit; ``speechwire
+    transcribe`` passes 0.5 (a commit per sentence, about 0.6 s after it ends). ``"manual"``:
+    only ``commit()`` commits (and the server on its own after 90 s of uncommitted audio).
+
+    Send from one task and read ``events()`` from another: one internal reader owns the
+    socket. End with ``finish()``: it commits what is left and returns once the server has
+    answered that commit, so nothing sent is lost.
+
+    TLS: ``wss://`` and ``https://`` URLs verify the server against the system's trust store
+    (``SSL_CERT_FILE`` is honoured), or ``cafile``; ``ssl`` takes a ready context instead.
+    """
 
     def __init__(
         self,
@@ -80,6 +125,7 @@ class RealtimeTranscriber:
         language_code: str | None = None,
         api_key: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        cafile: str | None = None,
         token: str | None = None,
         reconnect: ReconnectPolicy | bool | None = None,
         on_state: Callable[[StateChange], None] | None = None,
@@ -99,8 +145,21 @@ class RealtimeTranscriber:
         if language_code:
             query["language_code"] = language_code
         self.url = f"{ws_url(base_url).rstrip('/')}/v1/speech-to-text/realtime?{urlencode(query)}"
-        self.link = Connection(self.url, api_key=api_key, ssl=ssl, reconnect=reconnect, on_state=on_state)
+        self.link = Connection(
+            self.url, api_key=api_key, ssl=ssl, cafile=cafile, reconnect=reconnect, on_state=on_state
+        )
         self.protocol = STTClientSession(self.format.sample_rate, keep=self.link.policy is not None)
+        self.manual = commit_strategy == "manual"
+        self._queue: asyncio.Queue[TranscriptEvent | BaseException | object] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._commits_sent = 0  # manual commits sent (the one a reconnect lost counted again)
+        self._answers = 0  # committed transcripts received (not counting timestamped copies)
+        self._marker_sent = False  # VAD mode: finish()'s second, empty commit is out
+        self._done: asyncio.Future[CommittedTranscript | None] | None = None
+        self._target = 0  # manual mode: the answer count that ends finish()
+        self._last_committed: CommittedTranscript | None = None
+        self._uncommitted_samples = 0
         self.session: SessionStarted | None = None
         self.latency = STTLatency()
         self._sent_samples = 0
@@ -128,12 +187,17 @@ class RealtimeTranscriber:
     async def connect(self) -> SessionStarted:
         await self._open(reconnecting=False)
         assert self.session is not None
+        self._reader = asyncio.create_task(self._read())
         return self.session
 
     async def _open(self, reconnecting: bool) -> None:
         async with self.link.lock:
             ws = await self.link.open(reconnecting)
-            event = self.protocol.receive(await ws.recv(), time.perf_counter())
+            try:
+                first = await ws.recv()
+            except websockets.ConnectionClosed as exc:
+                raise ConnectionClosedError(f"closed before session_started: {exc}") from exc
+            event = self.protocol.receive(first, time.perf_counter())
             if isinstance(event, TranscriptError):
                 raise server_error(event.error, event.message)
             if not isinstance(event, SessionStarted):
@@ -141,6 +205,15 @@ class RealtimeTranscriber:
             self.session = event
             for frame in self.protocol.resume():  # the first time: nothing
                 await self.link.send_now(frame)
+            if reconnecting and self._commits_sent > self._answers:
+                # A manual commit lost with the socket: the audio it covered was just resent,
+                # so one commit covers it all again (and is answered once).
+                self._commits_sent = self._answers + 1
+                await self.link.send_now(self.protocol.commit())
+            if reconnecting and self._marker_sent:
+                # finish() was waiting: commit the resent audio, then the marker again.
+                for _ in range(2 if self.protocol.pending else 1):
+                    await self.link.send_now(self.protocol.commit())
 
     async def send_audio(
         self, pcm: bytes | npt.NDArray[np.int16], *, previous_text: str | None = None
@@ -164,7 +237,9 @@ class RealtimeTranscriber:
                 end_sample = (int(loud[-1]) + 1) * frame if len(loud) else len(samples)
                 self._last_speech_sent_at = now - (len(samples) - end_sample) / self.format.sample_rate
                 self._speech_since_commit = True
-        self._sent_samples += len(raw) // (self.format.bytes_per_sample or 2)
+        samples_sent = len(raw) // (self.format.bytes_per_sample or 2)
+        self._sent_samples += samples_sent
+        self._uncommitted_samples += samples_sent
 
     async def commit(self) -> None:
         """A manual commit (when reconnecting, only with audio to commit: a resent commit of
@@ -172,7 +247,11 @@ class RealtimeTranscriber:
         if self.protocol.keep and not self.protocol.pending:
             return
         self._commit_sent_at = time.perf_counter()
-        await self.link.send(self.protocol.commit)
+        await self.link.send(self._counted_commit)
+
+    def _counted_commit(self) -> str:
+        self._commits_sent += 1
+        return self.protocol.commit()
 
     def _measure(self, event: TranscriptEvent) -> None:
         now = event.received_at if not isinstance(event, SessionStarted) else time.perf_counter()
@@ -189,52 +268,130 @@ class RealtimeTranscriber:
             self._speech_since_commit = False
             self._last_partial_at = None
 
-    async def events(self) -> AsyncIterator[TranscriptEvent]:
-        """Events until the socket closes; errors from the server raise typed exceptions."""
-        if self.link.ws is None and self.link.policy is None:
-            raise ConnectionClosedError("not connected")
-        while not self.link.closed:
-            if self.link.ws is None:
-                await self._open(reconnecting=True)
-            error: TranscriptError | None = None
-            lost = Lost(None, "")
-            async for frame in self.link.frames():
-                if isinstance(frame, Lost):
-                    lost = frame
-                    break
-                event = self.protocol.receive(frame, time.perf_counter())
-                if isinstance(event, TranscriptError):
-                    error = event  # the close that follows decides: retry, or raise it
+    async def _read(self) -> None:
+        """The one reader: frames → events on the queue, reconnecting under the policy.
+
+        Whatever ends it (the server's close, an error, a give-up) is queued last, so
+        ``events()`` raises it in the reading task, and ``finish()`` raises it too."""
+        try:
+            while not self.link.closed:
+                if self.link.ws is None:
+                    await self._open(reconnecting=True)
+                error: TranscriptError | None = None
+                lost = Lost(None, "")
+                async for frame in self.link.frames():
+                    if isinstance(frame, Lost):
+                        lost = frame
+                        break
+                    event = self.protocol.receive(frame, time.perf_counter())
+                    if isinstance(event, TranscriptError):
+                        error = event  # the close that follows decides: retry, or raise it
+                        continue
+                    self._measure(event)
+                    if isinstance(event, PartialTranscript | CommittedTranscript):
+                        self.link.progressed = True
+                    if isinstance(event, CommittedTranscript) and event.timestamped:
+                        continue  # the timestamped twin of a committed transcript is skipped
+                    self._queue.put_nowait(event)
+                    if isinstance(event, CommittedTranscript):
+                        self._answered(event)
+                if self.link.should_retry(lost, error.error if error else None):
                     continue
-                self._measure(event)
-                if isinstance(event, PartialTranscript | CommittedTranscript):
-                    self.link.progressed = True
-                if not (isinstance(event, CommittedTranscript) and event.timestamped):
-                    yield event  # the timestamped twin of a committed transcript is skipped
-            if self.link.should_retry(lost, error.error if error else None):
-                continue
-            if error is not None:
-                raise server_error(error.error, error.message)
-            if self.link.closed or lost.code == 1000:
+                if error is not None:
+                    raise server_error(error.error, error.message)
+                if self.link.closed or lost.code == 1000:
+                    break
+                raise ConnectionClosedError(f"connection closed: {lost.code} {lost.reason}".strip())
+        except Exception as exc:  # handed to whoever reads or finishes
+            self._fail(exc)
+            return
+        self._fail(ConnectionClosedError("connection closed"), quiet=True)
+
+    def _fail(self, exc: BaseException, *, quiet: bool = False) -> None:
+        self._failure = exc
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+        self._queue.put_nowait(_END if quiet else exc)
+
+    def _answered(self, event: CommittedTranscript) -> None:
+        """A committed transcript arrived: is it the one ``finish()`` waits for?
+
+        Manual mode: the server answers each commit once, in order, so counting is exact.
+        VAD mode: the server's own commits are indistinguishable from answers, so ``finish()``
+        sends a second commit after its own; with nothing left it is answered with an empty
+        transcript, which marks the end (an empty VAD commit — speech the engine heard no words
+        in — arriving in that moment would end it early; only silence is lost then)."""
+        self._answers += 1
+        self._uncommitted_samples = 0
+        done = self._done
+        if done is None or done.done():
+            if event.text:
+                self._last_committed = event
+            return
+        if (self.manual and self._answers >= self._target) or (
+            not self.manual and self._marker_sent and not event.text
+        ):
+            last = event if self.manual else self._last_committed
+            done.set_result(last)
+            self._queue.put_nowait(_END)
+        elif event.text:
+            self._last_committed = event
+
+    async def events(self) -> AsyncIterator[TranscriptEvent]:
+        """Events until the socket closes or ``finish()`` is answered; server errors raise typed
+        exceptions. Safe to run in its own task while another sends."""
+        if self._reader is None and self.link.policy is None:
+            raise ConnectionClosedError("not connected")
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self._queue.put_nowait(_END)  # a second reader, or a later call, ends too
                 return
-            raise ConnectionClosedError(f"connection closed: {lost.code} {lost.reason}".strip())
+            if isinstance(item, BaseException):
+                self._queue.put_nowait(_END)
+                raise item
+            assert isinstance(item, SessionStarted | PartialTranscript | CommittedTranscript)
+            yield item
 
-    async def finish(self, timeout: float = 5.0) -> CommittedTranscript | None:  # noqa: ASYNC109
-        """Graceful end: commit what is uncommitted and wait (bounded) for its transcript.
+    @property
+    def uncommitted_s(self) -> float:
+        """Seconds of audio sent that no committed transcript has covered yet."""
+        return self._uncommitted_samples / self.format.sample_rate
 
-        Read events from another task meanwhile, or call this instead of reading: it consumes
-        events until the committed transcript arrives."""
-        if not self._speech_since_commit and self._sent_samples == 0:
-            return None
-        await self.commit()
+    async def finish(self, timeout: float | None = None) -> CommittedTranscript | None:  # noqa: ASYNC109
+        """Graceful end: commit what is uncommitted and wait for the server's answer.
+
+        Returns the last committed transcript with text (None if nothing was said), once the
+        server has committed everything sent. ``timeout`` defaults to ``finish_timeout`` of the
+        audio sent; past it ``TranscriptIncomplete`` says how much audio is uncommitted. Events
+        keep flowing to ``events()`` (in another task, or read after this returns)."""
+        if self._failure is not None:
+            raise self._failure
+        if timeout is None:
+            timeout = finish_timeout(self._sent_samples / self.format.sample_rate)
+        self._done = asyncio.get_running_loop().create_future()
+        if self.manual:
+            if self.protocol.keep and not self.protocol.pending and self._commits_sent <= self._answers:
+                self._done = None
+                return self._last_committed
+            self._commit_sent_at = time.perf_counter()
+            await self.link.send(self._counted_commit)
+            self._target = self._commits_sent
+        else:
+            if self._uncommitted_samples:
+                self._commit_sent_at = time.perf_counter()
+                await self.link.send(self.protocol.commit)
+
+            def marker() -> str:
+                self._marker_sent = True
+                return self.protocol.commit()
+
+            await self.link.send(marker)
         try:
             async with asyncio.timeout(timeout):
-                async for event in self.events():
-                    if isinstance(event, CommittedTranscript):
-                        return event
+                return await asyncio.shield(self._done)
         except TimeoutError:
-            return None
-        return None
+            raise TranscriptIncomplete(self.uncommitted_s, timeout) from None
 
     async def stream_pcm(self, chunks: AsyncIterable[npt.NDArray[np.int16]]) -> None:
         async for chunk in chunks:
@@ -242,6 +399,10 @@ class RealtimeTranscriber:
 
     async def close(self) -> None:
         await self.link.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
 
 
 class ResumableTranscriber(RealtimeTranscriber):

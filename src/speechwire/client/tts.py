@@ -43,7 +43,10 @@ class AudioChunk:
 
 
 class TextToSpeechStream:
-    """One ``stream-input`` stream. Use as ``async with TextToSpeechStream(...) as tts:``."""
+    """One ``stream-input`` stream. Use as ``async with TextToSpeechStream(...) as tts:``.
+
+    ``wss://``/``https://`` URLs verify the server against the system trust store (or
+    ``cafile``; ``ssl`` takes a ready context)."""
 
     def __init__(
         self,
@@ -58,6 +61,7 @@ class TextToSpeechStream:
         auto_mode: bool = False,
         inactivity_timeout: int | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        cafile: str | None = None,
         single_use_token: str | None = None,
         reconnect: ReconnectPolicy | bool | None = None,
         on_state: Callable[[StateChange], None] | None = None,
@@ -76,7 +80,9 @@ class TextToSpeechStream:
         self.url = f"{ws_url(base_url).rstrip('/')}{path}"
         self.output_format = output_format
         self.protocol = TTSClientSession(voice_settings, chunk_length_schedule)
-        self.link = Connection(self.url, api_key=api_key, ssl=ssl, reconnect=reconnect, on_state=on_state)
+        self.link = Connection(
+            self.url, api_key=api_key, ssl=ssl, cafile=cafile, reconnect=reconnect, on_state=on_state
+        )
         self.keepalive_s = keepalive_s
         self.latency = LatencyRecorder()
 
