@@ -97,3 +97,11 @@ async def test_python_clients_over_tls(tls: RunningServer, cafile: str) -> None:
     assert got
     async with RealtimeTranscriber(tls.ws_url, cafile=cafile) as stt:
         assert stt.session is not None
+
+
+async def test_missing_cafile_is_one_line(tls: RunningServer, tmp_path: Path) -> None:
+    run = await speechwire("say", "x", "--url", tls.ws_url, "--cafile", str(tmp_path / "nope.pem"))
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.code == 2 and len(lines) == 1 and "--cafile" in lines[0] and "no such file" in lines[0], (
+        run.stderr
+    )

@@ -89,6 +89,15 @@ def explain(exc: BaseException, url: str | None) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback)"
 
 
+def _cafile(path: str | None) -> str | None:
+    """``--cafile``, checked here: a missing file would otherwise surface as a connection error."""
+    if path is not None and not os.path.isfile(path):
+        raise CLIError(
+            f"--cafile {path}: no such file (give the PEM file of the CA that signed the server)", 2
+        )
+    return path
+
+
 async def _connecting(opening: Awaitable[T], url: str) -> T:
     """Open a client, turning "nobody listens there" into a CLIError naming the URL."""
     import ssl
@@ -178,7 +187,7 @@ async def _say(args: argparse.Namespace) -> int:
         model_id=args.model,
         output_format=fmt.name,
         api_key=args.api_key or os.environ.get("SPEECHWIRE_API_KEY"),
-        cafile=args.cafile,
+        cafile=_cafile(args.cafile),
         reconnect=_reconnect(),
     )
     audio = bytearray()
@@ -277,7 +286,7 @@ async def _transcribe(args: argparse.Namespace) -> int:
         vad_silence_threshold_secs=args.vad_silence if args.realtime else None,
         include_timestamps=args.json,
         api_key=args.api_key or os.environ.get("SPEECHWIRE_API_KEY"),
-        cafile=args.cafile,
+        cafile=_cafile(args.cafile),
         reconnect=_reconnect(),  # a cut resends the audio not yet committed
     )
     out = Console()
