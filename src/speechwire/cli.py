@@ -419,7 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--dev",
         action="store_true",
-        help="development: no API keys needed, everyone admitted (only on a loopback address)",
+        help=(
+            "development: allow running without API keys, on a loopback address only (then "
+            "everyone is admitted). With SPEECHWIRE_API_KEYS set it changes nothing: every caller "
+            "needs a key or a single-use token, and the demo page gets tokens only with "
+            "SPEECHWIRE_PAGE_TOKENS=true"
+        ),
     )
     serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level"

@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     """Keys that open sessions and mint single-use tokens (JSON list in ``SPEECHWIRE_API_KEYS``).
     Without any, the server runs only with ``dev`` set, and only on loopback."""
     dev: bool = False
-    """Development switch: no API keys, everyone admitted; refused on any address but loopback."""
+    """Development switch: allows running without API keys (then everyone is admitted), on a loopback
+    address only; with keys set it changes nothing."""
     allowed_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed to open sessions (``Origin`` header), besides the server's own;
     ``["*"]`` allows any. Connections without an Origin (programs, not browsers) are unaffected."""
