@@ -7,17 +7,24 @@ PORT   ?= 8000
 
 .PHONY: run test lint typecheck unit bench-tts clean chromium redis js
 
+# Each install step says what it does and how long it takes, so a first `make run` is not a
+# silent minute. On a terminal the main install shows pip's own output and progress bars; in a
+# CI log (not a terminal) it stays -q, so the log holds the step lines, not pages of pip.
+
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON)"; exit 1; }
+	@echo "creating the virtualenv in $(VENV) and upgrading pip (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # Reinstall only when the project's dependencies change.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	@echo "installing speechwire and its engines (first time: about a minute)"
+	@if [ -t 1 ]; then q=; else q=-q; fi; echo "$(BIN)/pip install $$q -e ."; $(BIN)/pip install $$q -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	@echo "installing the test and lint tools (first time: about 20 s)"
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 

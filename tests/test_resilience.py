@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import websockets
@@ -203,10 +204,12 @@ async def test_client_gives_up_on_a_server_that_is_gone() -> None:
     assert any(s.retry_in_s is not None for s in states)  # the UI can show a countdown
 
 
-async def test_sigterm_drains_then_closes_with_1001() -> None:
+async def test_sigterm_drains_then_closes_with_1001(tmp_path: Path) -> None:
     """SIGTERM: no new sessions; a session that finishes within the drain deadline finishes;
-    one still open at the deadline is closed with 1001."""
-    server = ServerProcess(free_port(), SPEECHWIRE_DRAIN_S="3")
+    one still open at the deadline is closed with 1001. The log says what the drain waits for
+    and how it ended (a silent 10 s after Ctrl-C looks like a hang)."""
+    log = tmp_path / "server.log"
+    server = ServerProcess(free_port(), SPEECHWIRE_DRAIN_S="3", log_to=log)
     server.start()
     url = f"ws://127.0.0.1:{server.port}/v1/text-to-speech/espeak-en/stream-input?output_format=pcm_16000"
     try:
@@ -234,6 +237,9 @@ async def test_sigterm_drains_then_closes_with_1001() -> None:
                 await asyncio.wait_for(idle.recv(), 10)
         assert idle.close_code == 1001
         assert server.proc.wait(10) is not None
+        text = log.read_text()
+        assert "draining: waiting up to 3 s for 2 open session(s) (2 /v1/text-to-speech/" in text
+        assert "drained: 1 session(s) finished, 1 closed with 1001" in text
     finally:
         server.kill()
 

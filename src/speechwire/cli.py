@@ -15,15 +15,16 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from rich.console import Console
+from speechwire.consoles import stderr_console, stdout_console
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    from rich.progress import Progress
 
     from speechwire.client.reconnect import ReconnectPolicy
 
-console = Console(stderr=True)
+console = stderr_console()
 
 DEFAULT_URL = "ws://127.0.0.1:8000"
 
@@ -165,6 +166,24 @@ def _reconnect() -> ReconnectPolicy:
     return ReconnectPolicy(GiveUpPolicy(max_attempts=3))
 
 
+def _say_progress() -> Progress:
+    """Characters voiced of the total (from the server's alignment) and audio received, so 500
+    words are not a silent wait. On stderr, and only on a terminal: piped or redirected, ``say``
+    prints its final line alone. Transient, so that line is all that stays on screen."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("characters  {task.fields[audio]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
 async def _say(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -192,11 +211,17 @@ async def _say(args: argparse.Namespace) -> int:
     )
     audio = bytearray()
     await _connecting(stream.connect(), args.url)
+    per_second = (fmt.bytes_per_sample or 0) * fmt.sample_rate  # 0: compressed, length unknown
     try:
-        await stream.send(text if text.endswith(" ") else text + " ", flush=True)
-        await stream.end()
-        async for chunk in stream:
-            audio += chunk.audio
+        with _say_progress() as progress:
+            task = progress.add_task("voicing", total=len(text), audio="")
+            await stream.send(text if text.endswith(" ") else text + " ", flush=True)
+            await stream.end()
+            async for chunk in stream:
+                audio += chunk.audio
+                seconds = f"{len(audio) / per_second:.1f} s of audio" if per_second else ""
+                progress.update(task, completed=min(len(stream.voiced_text), len(text)), audio=seconds)
+            progress.update(task, completed=len(text))
     finally:
         await stream.close()
     pcm, rate = decode_to_pcm(bytes(audio), fmt)
@@ -289,7 +314,7 @@ async def _transcribe(args: argparse.Namespace) -> int:
         cafile=_cafile(args.cafile),
         reconnect=_reconnect(),  # a cut resends the audio not yet committed
     )
-    out = Console()
+    out = stdout_console()
     start = time.perf_counter()
     await _connecting(stt.connect(), args.url)
     chunk = 1600
@@ -510,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--parallel", type=int, default=4, help="dev-set files streamed at once for the WER pass"
     )
     stt.add_argument("--url", default=None)
-    stt.add_argument("--json", default=None)
+    stt.add_argument("--json", default=None, help="also write the results to this JSON file")
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     stt.set_defaults(func=_bench)
     load = bench_parser("load", help="how many TTS sessions and STT streams stay real-time")

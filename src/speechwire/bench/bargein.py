@@ -19,12 +19,12 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from speechwire.bench.tts import machine
 from speechwire.client.latency import percentile
 from speechwire.client.multi import ContextAudio, ContextFinished, MultiContextTTS
+from speechwire.consoles import stdout_console
 
 REPLY = (
     "Every night for forty years the old keeper climbed the narrow stairs of the lighthouse, lit the "
@@ -93,7 +93,7 @@ async def measure(url: str, voice: str, fmt: str, turns: int, seed: int) -> Barg
 
 
 def run_bargein_bench(args: argparse.Namespace) -> int:
-    console = Console()
+    console = stdout_console()
     running = None
     url = args.url
     if url is None:

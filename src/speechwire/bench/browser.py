@@ -286,12 +286,12 @@ def run_browser_bench(args: Any) -> int:
     import json
     import tempfile
 
-    from rich.console import Console
     from rich.table import Table
 
     from speechwire.bench.stt import default_speech_dir
+    from speechwire.consoles import stdout_console
 
-    console = Console()
+    console = stdout_console()
     if not Path(CHROMIUM).exists():
         console.print("[red]needs Debian's chromium: apt-get install chromium[/red]")
         return 2

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from speechwire.audio.playback import PlaybackBuffer
 from speechwire.client.latency import percentile
 from speechwire.client.tts import TextToSpeechStream
+from speechwire.consoles import stdout_console
 from speechwire.testing.serverprocess import ServerProcess, free_port
 
 REPLY = (
@@ -123,7 +123,7 @@ def rss_mib(pid: int) -> float:
 def run_load_bench(args: argparse.Namespace) -> int:
     from speechwire.bench.stt import capacity_level, default_speech_dir, load_manifest
 
-    console = Console()
+    console = stdout_console()
     server = ServerProcess(free_port(), "--log-level", "warning", light=False)
     server.start()
     url = server.url
@@ -219,7 +219,7 @@ async def _soak(url: str, pid: int, minutes: float, report: SoakReport, progress
 
 
 def run_soak_bench(args: argparse.Namespace) -> int:
-    console = Console()
+    console = stdout_console()
     server = ServerProcess(free_port(), "--log-level", "warning", light=False)
     server.start()
     url = server.url

@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from speechwire.bench.tts import machine
 from speechwire.client.latency import percentile
 from speechwire.client.reconnect import GiveUpPolicy
 from speechwire.client.resumable import ResumableTextToSpeech
+from speechwire.consoles import stdout_console
 from speechwire.testing.faultproxy import FaultProxy
 from speechwire.testing.serverprocess import ServerProcess, free_port
 
@@ -114,7 +114,7 @@ def run_reconnect_bench(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(r.fault, str(r.n), f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.max_ms:.0f}")
-    Console().print(table)
+    stdout_console().print(table)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(

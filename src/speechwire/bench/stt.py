@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from speechwire.audio.resample import resample
@@ -34,6 +35,7 @@ from speechwire.audio.wav import read_audio_file
 from speechwire.bench.wer import WerResult, corpus_wer, wer
 from speechwire.client.latency import percentile
 from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
+from speechwire.consoles import stderr_console, stdout_console
 from speechwire.testing.serverprocess import ServerProcess, free_port
 
 
@@ -60,6 +62,46 @@ class Report:
     latency: dict[str, float] = field(default_factory=dict)
     capacity: list[dict[str, Any]] = field(default_factory=list)
     max_realtime_streams: int = 0
+
+
+class Steps:
+    """Progress for a run that takes a minute or more: a rich bar per phase on a terminal, one
+    plain line per step when stderr is piped (a CI log gets lines, not bar redraws). On stderr,
+    so stdout holds only the results."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(console=console, transient=True) if console.is_terminal else None
+        self.task: TaskID | None = None
+        self.name = ""
+        self.done = self.total = 0
+
+    def __enter__(self) -> Steps:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def phase(self, name: str, total: int) -> None:
+        self.name, self.done, self.total = name, 0, total
+        if self.progress is not None:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(name, total=total)
+
+    def step(self, message: str) -> None:
+        """One step of the phase done; ``message`` says what it found."""
+        self.done += 1
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task)
+            self.progress.console.print(f"{self.name}: {message}", markup=False, highlight=False)
+        else:
+            self.console.print(
+                f"[{self.done}/{self.total}] {self.name}: {message}", markup=False, highlight=False
+            )
 
 
 def default_speech_dir() -> Path:
@@ -126,7 +168,7 @@ async def stream_file(
 
 
 async def wer_pass(
-    url: str, files: list[tuple[Path, str, float]], parallel: int, console: Console
+    url: str, files: list[tuple[Path, str, float]], parallel: int, steps: Steps
 ) -> tuple[list[StreamResult], WerResult]:
     results: list[StreamResult] = []
     semaphore = asyncio.Semaphore(parallel)
@@ -135,7 +177,7 @@ async def wer_pass(
         async with semaphore:
             result = await stream_file(url, path, ref, vad_silence=0.5)
             results.append(result)
-            console.log(f"{path.name}: WER {wer(ref, result.hypothesis).rate:.1%}")
+            steps.step(f"{path.name}: WER {wer(ref, result.hypothesis).rate:.1%}")
 
     await asyncio.gather(*(one(p, r) for p, r, _ in files))
     results.sort(key=lambda r: [f[0].name for f in files].index(r.file))
@@ -158,74 +200,105 @@ async def capacity_level(url: str, path: Path, ref: str, n: int) -> dict[str, An
 
 
 def run_stt_bench(args: argparse.Namespace) -> int:
-    console = Console()
+    console = stdout_console()
+    steps = Steps(stderr_console())
     folder = Path(args.speech_dir) if args.speech_dir else default_speech_dir()
     files = load_manifest(folder)
     server = None
     url = args.url
     if url is None:
+        steps.console.print(f"starting a server with {args.engine} (a few seconds)", highlight=False)
         server = ServerProcess(free_port(), SPEECHWIRE_STT_ENGINES=json.dumps([args.engine]))
         server.start(timeout_s=30)
         url = server.url
     report = Report(engine=args.engine)
     try:
-        results, total = asyncio.run(
-            wer_pass(url, files if not args.quick else files[:4], args.parallel, console)
-        )
-        report.per_file = [
-            {
-                "file": r.file,
-                "wer": wer(r.reference, r.hypothesis).rate,
-                "words": wer(r.reference, r.hypothesis).words,
-                "hypothesis": r.hypothesis,
-            }
-            for r in results
-        ]
-        report.overall_wer = total.rate
-        short = [f for f in files if 2.0 <= f[2] <= 12.0 and "noisy" not in f[0].name][
-            : 4 if args.quick else None
-        ]
-        cpu_before = _cpu_seconds(server.pid) if server else 0.0
-        wall_audio = 0.0
-        vad_lat: list[float] = []
-        manual_lat: list[float] = []
-        cadence: list[float] = []
-        for path, ref, duration in short:
-            r = asyncio.run(stream_file(url, path, ref, vad_silence=0.3))
-            vad_lat += r.eos_to_commit
-            cadence += r.partial_intervals
-            wall_audio += duration + 1.3
-            m = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, manual=True))
-            manual_lat += m.commit_to_committed
-            wall_audio += duration
-        cpu = (_cpu_seconds(server.pid) - cpu_before) if server else float("nan")
-        report.latency = {
-            "vad_0.3s_eos_to_commit_p50_ms": 1000 * percentile(vad_lat, 50),
-            "vad_0.3s_eos_to_commit_p95_ms": 1000 * percentile(vad_lat, 95),
-            "manual_commit_to_committed_p50_ms": 1000 * percentile(manual_lat, 50),
-            "manual_commit_to_committed_p95_ms": 1000 * percentile(manual_lat, 95),
-            "partial_interval_p50_ms": 1000 * percentile(cadence, 50),
-            "partial_interval_p95_ms": 1000 * percentile(cadence, 95),
-            "server_cpu_per_audio_second": cpu / wall_audio if wall_audio else float("nan"),
-            "segments": float(len(vad_lat) + len(manual_lat)),
-        }
-        probe = (
-            next(f for f in files if f[0].name == "lj_LJ001-0001.wav")
-            if any(f[0].name == "lj_LJ001-0001.wav" for f in files)
-            else files[0]
-        )
-        for n in [int(x) for x in str(args.streams).split(",") if x.strip()]:
-            level = asyncio.run(capacity_level(url, probe[0], probe[1], n))
-            report.capacity.append(level)
-            console.log(f"{n} streams: {level}")
-            if level["realtime_ok"]:
-                report.max_realtime_streams = n
-            else:
-                break
+        with steps:
+            _run_passes(args, url, files, server, report, steps)
     finally:
         if server is not None:
             server.stop()
-    table = Table(title=f"Realtime STT ({args.engine}): WER per file, streamed at real-time pace, VAD commit")
+    print_report(console, report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(asdict(report), f, indent=2)
+    return 0
+
+
+def _run_passes(
+    args: argparse.Namespace,
+    url: str,
+    files: list[tuple[Path, str, float]],
+    server: ServerProcess | None,
+    report: Report,
+    steps: Steps,
+) -> None:
+    """The three passes (WER, latency, capacity), filling ``report`` and telling ``steps``."""
+    wer_files = files if not args.quick else files[:4]
+    steps.phase("WER", len(wer_files))
+    results, total = asyncio.run(wer_pass(url, wer_files, args.parallel, steps))
+    report.per_file = [
+        {
+            "file": r.file,
+            "wer": wer(r.reference, r.hypothesis).rate,
+            "words": wer(r.reference, r.hypothesis).words,
+            "hypothesis": r.hypothesis,
+        }
+        for r in results
+    ]
+    report.overall_wer = total.rate
+    short = [f for f in files if 2.0 <= f[2] <= 12.0 and "noisy" not in f[0].name][
+        : 4 if args.quick else None
+    ]
+    cpu_before = _cpu_seconds(server.pid) if server else 0.0
+    wall_audio = 0.0
+    vad_lat: list[float] = []
+    manual_lat: list[float] = []
+    cadence: list[float] = []
+    steps.phase("latency", len(short))
+    for path, ref, duration in short:
+        r = asyncio.run(stream_file(url, path, ref, vad_silence=0.3))
+        vad_lat += r.eos_to_commit
+        cadence += r.partial_intervals
+        wall_audio += duration + 1.3
+        m = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, manual=True))
+        manual_lat += m.commit_to_committed
+        wall_audio += duration
+        steps.step(f"{path.name}: VAD and manual commit")
+    cpu = (_cpu_seconds(server.pid) - cpu_before) if server else float("nan")
+    report.latency = {
+        "vad_0.3s_eos_to_commit_p50_ms": 1000 * percentile(vad_lat, 50),
+        "vad_0.3s_eos_to_commit_p95_ms": 1000 * percentile(vad_lat, 95),
+        "manual_commit_to_committed_p50_ms": 1000 * percentile(manual_lat, 50),
+        "manual_commit_to_committed_p95_ms": 1000 * percentile(manual_lat, 95),
+        "partial_interval_p50_ms": 1000 * percentile(cadence, 50),
+        "partial_interval_p95_ms": 1000 * percentile(cadence, 95),
+        "server_cpu_per_audio_second": cpu / wall_audio if wall_audio else float("nan"),
+        "segments": float(len(vad_lat) + len(manual_lat)),
+    }
+    probe = (
+        next(f for f in files if f[0].name == "lj_LJ001-0001.wav")
+        if any(f[0].name == "lj_LJ001-0001.wav" for f in files)
+        else files[0]
+    )
+    levels = [int(x) for x in str(args.streams).split(",") if x.strip()]
+    steps.phase("capacity", len(levels))
+    for n in levels:
+        level = asyncio.run(capacity_level(url, probe[0], probe[1], n))
+        report.capacity.append(level)
+        steps.step(f"{n} streams: {'real time' if level['realtime_ok'] else 'too slow'}")
+        if level["realtime_ok"]:
+            report.max_realtime_streams = n
+        else:
+            break
+
+
+def print_report(console: Console, report: Report) -> None:
+    """The results as tables (WER per file, latency, capacity), not dicts."""
+    table = Table(
+        title=f"Realtime STT ({report.engine}): WER per file, streamed at real-time pace, VAD commit"
+    )
     table.add_column("file")
     table.add_column("words", justify="right")
     table.add_column("WER", justify="right")
@@ -233,11 +306,22 @@ def run_stt_bench(args: argparse.Namespace) -> int:
         table.add_row(row["file"], str(row["words"]), f"{row['wer']:.1%}")
     table.add_row("[b]overall[/b]", "", f"[b]{report.overall_wer:.1%}[/b]")
     console.print(table)
+    latency = Table(title="Latency (one stream at a time) and server CPU")
+    latency.add_column("measure")
+    latency.add_column("value", justify="right")
     for key, value in report.latency.items():
-        console.print(f"{key}: {value:.1f}" if "cpu" not in key else f"{key}: {value:.3f}")
+        latency.add_row(key, f"{value:.3f}" if "cpu" in key else f"{value:.1f}")
+    console.print(latency)
+    capacity = Table(title="Capacity: concurrent streams at real-time pace")
+    for col in ("streams", "partial interval p95 s", "end of speech → commit max s", "WER max", "real time"):
+        capacity.add_column(col, justify="right")
+    for level in report.capacity:
+        capacity.add_row(
+            str(level["streams"]),
+            f"{level['partial_interval_p95_s']:.2f}",
+            f"{level['eos_to_commit_max_s']:.2f}",
+            f"{level['wer_max']:.1%}",
+            "yes" if level["realtime_ok"] else "no",
+        )
+    console.print(capacity)
     console.print(f"max concurrent real-time streams: {report.max_realtime_streams}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(asdict(report), f, indent=2)
-    return 0

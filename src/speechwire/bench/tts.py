@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from speechwire.audio.formats import AudioFormat
 from speechwire.client.latency import percentile
 from speechwire.client.tts import TextToSpeechStream
+from speechwire.consoles import stdout_console
 
 SENTENCES = [
     "The birch canoe slid on the smooth planks.",
@@ -132,7 +132,7 @@ def run_relay_bench(args: argparse.Namespace) -> int:
     from speechwire.config import Settings
     from speechwire.server.ops.runner import start_server
 
-    console = Console()
+    console = stdout_console()
     fmt = AudioFormat.parse(args.format)
     upstream_key, relay_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     unlimited = {"rate_sessions_per_minute": 100_000, "rate_burst": 10_000}
@@ -175,7 +175,7 @@ def run_relay_bench(args: argparse.Namespace) -> int:
 def run_tts_bench(args: argparse.Namespace) -> int:
     if getattr(args, "relay", False):
         return run_relay_bench(args)
-    console = Console()
+    console = stdout_console()
     fmt = AudioFormat.parse(args.format)
     levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
     running = None

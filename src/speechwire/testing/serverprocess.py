@@ -23,11 +23,16 @@ class ServerProcess:
 
     ``light`` (the default) loads espeak and Moonshine only, so it starts in about a second;
     ``env`` overrides any setting (``SPEECHWIRE_…``), ``args`` are extra ``serve`` options.
+    ``log_to`` keeps the server's log (its stderr) in that file, for tests that check what it
+    says; otherwise it is discarded, so a test's output stays quiet.
     """
 
-    def __init__(self, port: int, *args: str, light: bool = True, **env: str) -> None:
+    def __init__(
+        self, port: int, *args: str, light: bool = True, log_to: Path | None = None, **env: str
+    ) -> None:
         self.port = port
         self.args = args
+        self.log_to = log_to
         engines = {"SPEECHWIRE_TTS_ENGINES": '["espeak"]', "SPEECHWIRE_STT_ENGINES": '["moonshine"]'}
         self.env = {**os.environ, **(engines if light else {}), **env}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -43,12 +48,14 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the process and return once it accepts connections."""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(self.port), *self.args],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        cmd = [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(self.port), *self.args]
+        with open(self.log_to or os.devnull, "wb") as err:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                cmd,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:

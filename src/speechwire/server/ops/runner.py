@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
 from speechwire.config import Settings
 from speechwire.protocol.errors import GOING_AWAY
 from speechwire.server.app import InsecureConfiguration, create_app
+
+log = logging.getLogger("speechwire.server")
+
+
+def _by_kind(sockets: Iterable[Any]) -> str:
+    """ "2 /v1/text-to-speech/…, 1 /v1/speech-to-text/realtime": the paths of the open sessions,
+    so an operator sees whether the drain waits for long transcriptions or short syntheses."""
+    kinds = Counter(str(getattr(getattr(s, "ws", None), "scope", {}).get("path", "?")) for s in sockets)
+    return ", ".join(f"{n} {path}" for path, n in kinds.most_common())
 
 
 class DrainingServer(uvicorn.Server):
@@ -39,11 +52,27 @@ class DrainingServer(uvicorn.Server):
         state = getattr(getattr(self.config.app, "state", None), "speechwire", None)
         if state is not None:
             state.draining = True
+            # Why log: a Ctrl-C that seems to hang for drain_s is a drain nobody was told about.
+            waiting = len(state.sockets)
+            if waiting:
+                log.info(
+                    "draining: waiting up to %g s for %d open session(s) (%s); Ctrl-C again to close now",
+                    self.drain_s,
+                    waiting,
+                    _by_kind(state.sockets),
+                )
             deadline = time.monotonic() + self.drain_s
             while state.sockets and time.monotonic() < deadline and not self.force_exit:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
-            for sock in list(state.sockets):
+            left = list(state.sockets)
+            for sock in left:
                 await sock.close(GOING_AWAY, "server shutting down")
+            if waiting:
+                log.info(
+                    "drained: %d session(s) finished, %d closed with 1001 (going away)",
+                    max(waiting - len(left), 0),
+                    len(left),
+                )
             deadline = time.monotonic() + 2.0
             while state.sockets and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
