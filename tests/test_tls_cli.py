@@ -105,3 +105,12 @@ async def test_missing_cafile_is_one_line(tls: RunningServer, tmp_path: Path) ->
     assert run.code == 2 and len(lines) == 1 and "--cafile" in lines[0] and "no such file" in lines[0], (
         run.stderr
     )
+
+
+async def test_bench_over_tls_with_cafile(tls: RunningServer, cafile: str) -> None:
+    """The benchmarks that take ``--url`` take ``--cafile`` too (a running TLS server)."""
+    run = await speechwire(
+        "bench", "barge-in", "--turns", "1", "--voice", "espeak-en", "--url", tls.ws_url, "--cafile", cafile
+    )
+    assert run.code == 0, run.stderr
+    assert "interrupt" in run.stdout

@@ -373,6 +373,11 @@ async def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    cafile = _cafile(getattr(args, "cafile", None))
+    if cafile is not None:
+        # Every client a benchmark opens (websockets, httpx) builds its default TLS context from
+        # the process's trust settings: one variable reaches them all.
+        os.environ["SSL_CERT_FILE"] = cafile
     if args.bench == "load":
         from speechwire.bench.load import run_load_bench
 
@@ -510,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--format", default="pcm_22050")
     tts.add_argument("--voice", default="joe")
     tts.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
+    tts.add_argument("--cafile", default=None, help=CAFILE_HELP)
     tts.add_argument("--json", default=None, help="also write the results to this JSON file")
     tts.add_argument(
         "--relay", action="store_true", help="compare straight to an upstream server vs through a relay to it"
@@ -523,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     barge.add_argument("--voice", default="joe")
     barge.add_argument("--seed", type=int, default=5)
     barge.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
+    barge.add_argument("--cafile", default=None, help=CAFILE_HELP)
     barge.add_argument("--json", default=None, help="also write the results to this JSON file")
     barge.set_defaults(func=_bench)
     stt = bench_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
@@ -535,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--parallel", type=int, default=4, help="dev-set files streamed at once for the WER pass"
     )
     stt.add_argument("--url", default=None)
+    stt.add_argument("--cafile", default=None, help=CAFILE_HELP)
     stt.add_argument("--json", default=None, help="also write the results to this JSON file")
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     stt.set_defaults(func=_bench)
