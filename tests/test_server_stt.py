@@ -45,11 +45,10 @@ async def transcribe_live(
 
         reader = asyncio.create_task(read())
         await stt.stream_pcm(paced_chunks(pcm, target, 100, realtime, tail_silence_s=1.2))
-        for _ in range(50):  # wait for the VAD commit of the last words
-            if stt._speech_since_commit is False:
-                break
-            await asyncio.sleep(0.1)
-        reader.cancel()
+        # The server has committed everything sent (the VAD's commits, then finish()'s own), and
+        # events() ends once the reader has taken them: no polling of client internals.
+        await stt.finish()
+        await asyncio.wait_for(reader, 10)
     return committed, partials, stt
 
 
