@@ -7,7 +7,9 @@ clicks at boundaries) and returns whatever encoded bytes are ready; ``flush`` en
 from __future__ import annotations
 
 import io
-from typing import Protocol
+import itertools
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -83,54 +85,36 @@ def alaw_decode(data: bytes) -> Int16Array:
 # ---- encoders ----------------------------------------------------------------------------------
 
 
-class Encoder(Protocol):
-    """Stream encoder: ``encode`` chunks, then ``flush`` once at the end."""
+class Encoder:
+    """A stream encoder (``encode`` chunks, then ``flush`` once), and itself the PCM one:
+    little-endian signed 16-bit. Subclasses change only how samples become bytes (``_bytes``)
+    and what ends their stream (``_end``); the resampling is the same for every codec."""
 
-    def encode(self, pcm: Int16Array) -> bytes: ...
-
-    def flush(self) -> bytes: ...
-
-
-class _Resampling:
     def __init__(self, fmt: AudioFormat, input_rate: int) -> None:
         self.format = fmt
         self._resampler = StreamResampler(input_rate, fmt.sample_rate)
 
-    def _samples(self, pcm: Int16Array) -> Int16Array:
-        return self._resampler.process(pcm)
-
-    def _tail(self) -> Int16Array:
-        return self._resampler.flush()
-
-
-class PCMEncoder(_Resampling):
-    """Little-endian signed 16-bit PCM."""
-
     def encode(self, pcm: Int16Array) -> bytes:
-        return self._samples(pcm).astype("<i2", copy=False).tobytes()
+        return self._bytes(self._resampler.process(pcm))
 
     def flush(self) -> bytes:
-        return self._tail().astype("<i2", copy=False).tobytes()
+        return self._bytes(self._resampler.flush()) + self._end()
+
+    def _bytes(self, samples: Int16Array) -> bytes:
+        return samples.astype("<i2", copy=False).tobytes()
+
+    def _end(self) -> bytes:
+        return b""
 
 
-class G711Encoder(_Resampling):
+class G711Encoder(Encoder):
     """μ-law or A-law, 8 bits a sample."""
 
-    def __init__(self, fmt: AudioFormat, input_rate: int) -> None:
-        super().__init__(fmt, input_rate)
-        self._table = _ULAW_ENC if fmt.codec == "ulaw" else _ALAW_ENC
-
-    def _enc(self, pcm: Int16Array) -> bytes:
-        return self._table[pcm.astype(np.int32) + 32768].tobytes()
-
-    def encode(self, pcm: Int16Array) -> bytes:
-        return self._enc(self._samples(pcm))
-
-    def flush(self) -> bytes:
-        return self._enc(self._tail())
+    def _bytes(self, samples: Int16Array) -> bytes:
+        return ulaw_encode(samples) if self.format.codec == "ulaw" else alaw_encode(samples)
 
 
-class MP3Encoder(_Resampling):
+class MP3Encoder(Encoder):
     """MP3 through LAME (lameenc): constant bit rate, mono, output rate pinned to the format's."""
 
     def __init__(self, fmt: AudioFormat, input_rate: int) -> None:
@@ -145,20 +129,14 @@ class MP3Encoder(_Resampling):
         self._lame.set_quality(5)  # 2 is best and slowest; 5 is LAME's default speed/quality balance
         self._started = False  # lameenc's flush() raises if nothing was ever encoded
 
-    def encode(self, pcm: Int16Array) -> bytes:
-        samples = self._samples(pcm)
+    def _bytes(self, samples: Int16Array) -> bytes:
         if not len(samples):
             return b""
         self._started = True
         return bytes(self._lame.encode(samples.tobytes()))
 
-    def flush(self) -> bytes:
-        tail = self._tail()
-        head = b""
-        if len(tail):
-            self._started = True
-            head = bytes(self._lame.encode(tail.tobytes()))
-        return head + bytes(self._lame.flush()) if self._started else head
+    def _end(self) -> bytes:
+        return bytes(self._lame.flush()) if self._started else b""
 
 
 class _Sink:
@@ -177,7 +155,7 @@ class _Sink:
         return out
 
 
-class OpusEncoder(_Resampling):
+class OpusEncoder(Encoder):
     """Ogg Opus through PyAV's libopus; 20 ms Ogg pages so bytes flow chunk by chunk."""
 
     def __init__(self, fmt: AudioFormat, input_rate: int) -> None:
@@ -190,39 +168,33 @@ class OpusEncoder(_Resampling):
         self._stream.bit_rate = (fmt.bitrate_kbps or 64) * 1000
         self._pts = 0
 
-    def _encode_frame(self, samples: Int16Array | None) -> None:
+    def _bytes(self, samples: Int16Array) -> bytes:
         import av
 
-        if samples is None:
-            packets = self._stream.encode(None)
-        else:
-            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        if len(samples):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples).reshape(1, -1), format="s16", layout="mono"
+            )
             frame.sample_rate = self.format.sample_rate
             frame.pts = self._pts
             self._pts += len(samples)
-            packets = self._stream.encode(frame)
-        for packet in packets:
-            self._container.mux(packet)
-
-    def encode(self, pcm: Int16Array) -> bytes:
-        samples = self._samples(pcm)
-        if len(samples):
-            self._encode_frame(np.ascontiguousarray(samples))
+            self._mux(self._stream.encode(frame))
         return self._sink.drain()
 
-    def flush(self) -> bytes:
-        tail = self._tail()
-        if len(tail):
-            self._encode_frame(np.ascontiguousarray(tail))
-        self._encode_frame(None)
+    def _end(self) -> bytes:
+        self._mux(self._stream.encode(None))
         self._container.close()
         return self._sink.drain()
+
+    def _mux(self, packets: Any) -> None:
+        for packet in packets:
+            self._container.mux(packet)
 
 
 def make_encoder(fmt: AudioFormat, input_rate: int) -> Encoder:
     """A fresh streaming encoder from ``input_rate`` PCM to ``fmt``."""
     if fmt.codec == "pcm":
-        return PCMEncoder(fmt, input_rate)
+        return Encoder(fmt, input_rate)
     if fmt.codec in ("ulaw", "alaw"):
         return G711Encoder(fmt, input_rate)
     if fmt.codec == "mp3":
@@ -238,17 +210,18 @@ def decode_with_av(data: bytes) -> tuple[Int16Array, int]:
     at its own rate. Public because file reading and the batch STT route need the same decoder."""
     import av
 
-    pieces: list[Int16Array] = []
-    rate = 0
     with av.open(io.BytesIO(data), mode="r") as container:
-        resampler = av.AudioResampler(format="s16", layout="mono")
-        for frame in container.decode(audio=0):
-            rate = frame.sample_rate
-            for out in resampler.resample(frame):
-                pieces.append(out.to_ndarray().reshape(-1).astype(np.int16))
-        for out in resampler.resample(None):
-            pieces.append(out.to_ndarray().reshape(-1).astype(np.int16))
-    return (np.concatenate(pieces) if pieces else np.zeros(0, np.int16)), rate
+        pieces = list(av_pcm(container, av.AudioResampler(format="s16", layout="mono")))
+    rate = pieces[-1][1] if pieces else 0
+    return (np.concatenate([pcm for pcm, _ in pieces]) if pieces else np.zeros(0, np.int16)), rate
+
+
+def av_pcm(container: Any, resampler: Any) -> Iterator[tuple[Int16Array, int]]:
+    """Mono int16 pieces (and their rate) of an open PyAV ``container``'s first audio stream through
+    ``resampler``, its tail included: the loop every PyAV decode here (whole or streaming) shares."""
+    for frame in itertools.chain(container.decode(audio=0), [None]):
+        for out in resampler.resample(frame):
+            yield out.to_ndarray().reshape(-1).astype(np.int16), int(out.sample_rate)
 
 
 def decode_to_pcm(data: bytes, fmt: AudioFormat) -> tuple[Int16Array, int]:

@@ -7,36 +7,16 @@ from typing import Literal
 
 Codec = Literal["pcm", "ulaw", "alaw", "mp3", "opus", "webm"]
 
+_BITRATES = (32, 64, 96, 128, 192)
 TTS_OUTPUT_FORMATS: tuple[str, ...] = (
-    "pcm_8000",
-    "pcm_16000",
-    "pcm_22050",
-    "pcm_24000",
-    "pcm_32000",
-    "pcm_44100",
-    "pcm_48000",
+    *(f"pcm_{hz}" for hz in (8000, 16000, 22050, 24000, 32000, 44100, 48000)),
     "ulaw_8000",
     "alaw_8000",
-    "mp3_22050_32",
-    "mp3_24000_48",
-    "mp3_44100_32",
-    "mp3_44100_64",
-    "mp3_44100_96",
-    "mp3_44100_128",
-    "mp3_44100_192",
-    "opus_48000_32",
-    "opus_48000_64",
-    "opus_48000_96",
-    "opus_48000_128",
-    "opus_48000_192",
+    *(f"mp3_{spec}" for spec in ("22050_32", "24000_48", *(f"44100_{kbps}" for kbps in _BITRATES))),
+    *(f"opus_48000_{kbps}" for kbps in _BITRATES),
 )
 STT_INPUT_FORMATS: tuple[str, ...] = (
-    "pcm_8000",
-    "pcm_16000",
-    "pcm_22050",
-    "pcm_24000",
-    "pcm_44100",
-    "pcm_48000",
+    *(f"pcm_{hz}" for hz in (8000, 16000, 22050, 24000, 44100, 48000)),
     "ulaw_8000",
     "webm_opus",
 )

@@ -15,9 +15,13 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from speechwire.audio.codecs import av_pcm
+
 log = logging.getLogger("speechwire.audio")
 
 Int16Array = npt.NDArray[np.int16]
+OnPCM = Callable[[Int16Array], object]
+OnError = Callable[[Exception], object]
 
 
 class _Pipe:
@@ -66,19 +70,10 @@ class _Pipe:
 class StreamingDecoder:
     """One growing stream in ``container`` format (``"webm"``), decoded to ``rate`` Hz mono int16."""
 
-    def __init__(
-        self,
-        container: str,
-        rate: int,
-        on_pcm: Callable[[Int16Array], object],
-        on_error: Callable[[Exception], object],
-    ) -> None:
-        self.container = container
-        self.rate = rate
-        self._on_pcm = on_pcm
-        self._on_error = on_error
+    def __init__(self, container: str, rate: int, on_pcm: OnPCM, on_error: OnError) -> None:
         self._pipe = _Pipe()
-        self._thread = threading.Thread(target=self._run, name="stream-decoder", daemon=True)
+        args = (container, rate, on_pcm, on_error)
+        self._thread = threading.Thread(target=self._run, args=args, name="stream-decoder", daemon=True)
         self._thread.start()
 
     def feed(self, data: bytes) -> None:
@@ -93,26 +88,17 @@ class StreamingDecoder:
         self._pipe.close()
         self._thread.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, container: str, rate: int, on_pcm: OnPCM, on_error: OnError) -> None:
         import av
 
         try:
             # No probing: the format is known, and probing would wait for megabytes to arrive.
-            with av.open(
-                self._pipe,
-                mode="r",
-                format=self.container,
-                options={"probesize": "32", "analyzeduration": "0", "fflags": "nobuffer"},
-                buffer_size=4096,
-            ) as container:
-                resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
-                for frame in container.decode(audio=0):
-                    for out in resampler.resample(frame):
-                        self._on_pcm(out.to_ndarray().reshape(-1).astype(np.int16))
-                for out in resampler.resample(None):
-                    self._on_pcm(out.to_ndarray().reshape(-1).astype(np.int16))
+            options = {"probesize": "32", "analyzeduration": "0", "fflags": "nobuffer"}
+            with av.open(self._pipe, mode="r", format=container, options=options, buffer_size=4096) as stream:
+                for pcm, _ in av_pcm(stream, av.AudioResampler(format="s16", layout="mono", rate=rate)):
+                    on_pcm(pcm)
         except Exception as exc:
             if self._pipe.closed:
                 return  # the input ended mid-structure (a session closed mid-chunk): nothing lost
-            log.info("stream decoder (%s) stopped: %s", self.container, exc)
-            self._on_error(exc)
+            log.info("stream decoder (%s) stopped: %s", container, exc)
+            on_error(exc)

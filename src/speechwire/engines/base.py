@@ -1,10 +1,12 @@
-"""What an engine is: the protocols every TTS engine implements, and the values they exchange."""
+"""What an engine is: the protocols every engine implements, the values they exchange, and the
+once-only model loading they share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Generic, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -72,8 +74,10 @@ class TTSEngine(Protocol):
     def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RecognizedWord:
+class RecognizedWord(NamedTuple):
+    """A word and its times: relative to the decoded audio in a ``Recognition``, in stream time in
+    a commit. A tuple, because that is the shape the protocol serialises (``TimedWord``)."""
+
     text: str
     start_s: float
     end_s: float
@@ -106,6 +110,28 @@ class STTEngine(Protocol):
     def recognize(
         self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
     ) -> Recognition: ...
+
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A model built on first use, exactly once even when worker threads race for it.
+
+    Loading takes seconds and memory: ``load()`` calls it ahead of the first request, and every
+    call path goes through ``get()`` so a request that comes first still finds one model."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
 
 
 _PUNCT = ",.;:!?…"

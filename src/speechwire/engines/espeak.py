@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Synthesis, SynthesisOptions, VoiceInfo
+from speechwire.engines.base import Lazy, Synthesis, SynthesisOptions, VoiceInfo
 from speechwire.engines.timing import align_spans
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -107,15 +107,8 @@ class _Library:
         return 0
 
 
-_library: _Library | None = None
-
-
-def _shared_library() -> _Library:
-    """The process's espeak-ng; call with ``_LOCK`` held."""
-    global _library
-    if _library is None:
-        _library = _Library()
-    return _library
+_LIBRARY = Lazy(_Library)
+"""The process's espeak-ng."""
 
 
 class EspeakEngine:
@@ -127,22 +120,14 @@ class EspeakEngine:
         self._rate = 22050
 
     def voices(self) -> list[VoiceInfo]:
+        about = "espeak-ng formant synthesis: robotic, instant."
         return [
-            VoiceInfo(
-                voice_id=vid,
-                name=name,
-                engine=self.name,
-                language=lang,
-                sample_rate=self._rate,
-                description="espeak-ng formant synthesis: robotic, instant.",
-                labels={"engine": "espeak"},
-            )
+            VoiceInfo(vid, name, self.name, lang, self._rate, about, {"engine": "espeak"})
             for vid, (_, name, lang) in _VOICES.items()
         ]
 
     def load(self) -> None:
-        with _LOCK:
-            self._rate = _shared_library().rate
+        self._rate = _LIBRARY.get().rate
 
     def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis:
         if voice_id not in _VOICES:
@@ -150,7 +135,7 @@ class EspeakEngine:
         self.load()
         data = text.encode("utf-8")
         with _LOCK:
-            library = _shared_library()
+            library = _LIBRARY.get()
             library.samples, library.words = [], []
             library.lib.espeak_SetVoiceByName(_VOICES[voice_id][0].encode())
             library.lib.espeak_SetParameter(_PARAM_RATE, round(_DEFAULT_WPM * options.speed), 0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Recognition, join_texts
+from speechwire.engines.base import Lazy, Recognition, join_texts
 
 
 def default_model_path() -> Path:
@@ -36,29 +35,18 @@ class MoonshineEngine:
     name = "moonshine"
 
     def __init__(self, model_path: str | Path | None = None, instances: int = 1) -> None:
-        self.model_path = Path(model_path) if model_path is not None else None
-        self.instances = instances
-        self._free: queue.Queue[Any] = queue.Queue()
-        self._loaded = False
-        self._lock = threading.Lock()
+        self._free = Lazy(lambda: _open(str(model_path or default_model_path()), instances))
 
     def load(self) -> None:
-        with self._lock:
-            if not self._loaded:
-                from moonshine_voice import ModelArch
-                from moonshine_voice.transcriber import Transcriber
-
-                for _ in range(self.instances):
-                    self._free.put(Transcriber(str(self.model_path or default_model_path()), ModelArch.TINY))
-                self._loaded = True
+        self._free.get()
 
     def recognize(
         self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
     ) -> Recognition:
-        self.load()
+        free = self._free.get()
         audio = np.ascontiguousarray(pcm16k.astype(np.float32) / 32768.0)
         start = time.perf_counter()
-        t = self._free.get()
+        t = free.get()
         try:
             from moonshine_voice.errors import check_error
             from moonshine_voice.moonshine_api import TranscriptC
@@ -75,9 +63,20 @@ class MoonshineEngine:
             check_error(error)
             transcript = t._parse_transcript(out)
         finally:
-            self._free.put(t)
+            free.put(t)
         text = join_texts(line.text for line in real_lines(transcript.lines))
         return Recognition(text, (), 1000 * (time.perf_counter() - start))
+
+
+def _open(model_path: str, instances: int) -> queue.Queue[Any]:
+    """``instances`` transcribers, each lent to one call at a time."""
+    from moonshine_voice import ModelArch
+    from moonshine_voice.transcriber import Transcriber
+
+    free: queue.Queue[Any] = queue.Queue()
+    for _ in range(instances):
+        free.put(Transcriber(model_path, ModelArch.TINY))
+    return free
 
 
 FRAGMENT_S = 0.2

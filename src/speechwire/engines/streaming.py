@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Recognition, STTEngine, join_texts
+from speechwire.engines.base import Recognition, RecognizedWord, STTEngine, join_texts
 from speechwire.engines.endpointing import RATE, Action, EndpointConfig, Endpointer, EndpointState
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.vad import FRAME, SileroVAD
@@ -45,12 +45,12 @@ class Partial:
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """A committed segment. ``words`` are (text, start, end, logprob) in seconds of stream time,
-    logprob None when the engine reports none; ``speech_end_s`` is where the VAD saw speech end
-    (stream time), for latency figures. ``text`` is empty when nothing was said."""
+    """A committed segment. ``words`` are in seconds of stream time, logprob None when the engine
+    reports none; ``speech_end_s`` is where the VAD saw speech end (stream time), for latency
+    figures. ``text`` is empty when nothing was said."""
 
     text: str
-    words: tuple[tuple[str, float, float, float | None], ...]
+    words: tuple[RecognizedWord, ...]
     speech_end_s: float
 
 
@@ -201,9 +201,9 @@ class StreamingRecognizer:
         phrases, self._phrases = self._phrases, []
         self._generation += 1
         results = [await p.task for p in phrases]
-        words: list[tuple[str, float, float, float | None]] = []
-        for phrase, result in zip(phrases, results, strict=True):
-            words.extend(_words_of(phrase, result))
+        words = [
+            w for phrase, result in zip(phrases, results, strict=True) for w in _words_of(phrase, result)
+        ]
         text = join_texts(r.text for r in results)
         speech_end_s = self._endpoint.last_speech_end / RATE
         self._drop_before(end)
@@ -217,20 +217,20 @@ class StreamingRecognizer:
             self._partial_task.cancel()
 
 
-def _words_of(phrase: _Phrase, result: Recognition) -> list[tuple[str, float, float, float | None]]:
+def _words_of(phrase: _Phrase, result: Recognition) -> list[RecognizedWord]:
     """Stream-time word timings: the engine's when it gives them, else spread by length."""
     offset = phrase.start / RATE
     if result.words:
-        return [(w.text, offset + w.start_s, offset + w.end_s, w.logprob) for w in result.words]
+        return [w._replace(start_s=offset + w.start_s, end_s=offset + w.end_s) for w in result.words]
     tokens = join_texts([result.text]).split()
     if not tokens:
         return []
     span = (phrase.end - phrase.start) / RATE
     total = sum(len(t) + 1 for t in tokens)
-    out: list[tuple[str, float, float, float | None]] = []
+    out: list[RecognizedWord] = []
     t = offset
     for token in tokens:
         d = span * (len(token) + 1) / total
-        out.append((token, t, t + d * len(token) / (len(token) + 1), None))
+        out.append(RecognizedWord(token, t, t + d * len(token) / (len(token) + 1)))
         t += d
     return out

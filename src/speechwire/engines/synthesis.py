@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -279,9 +280,6 @@ class SpeechPipeline:
         self._held_ms = 0.0
         self.audio_ms = 0.0
 
-    def _synthesize(self, text: str) -> Synthesis:
-        return self.engine.synthesize(text, self.voice.voice_id, self.options)
-
     async def speak(self, text: str) -> AsyncIterator[AudioOut]:
         """Audio for ``text``, piece by piece, as soon as each piece is synthesised and encoded."""
         now = time.monotonic()
@@ -296,11 +294,8 @@ class SpeechPipeline:
                 result = self._silence(piece.text, piece.break_ms)
             else:
                 deadline = max(time.monotonic(), self._play_end - 0.2)
-                result = await self.pool.run(
-                    lambda t=piece.text: self._synthesize(t),  # type: ignore[misc]
-                    deadline,
-                    self.lane,
-                )
+                job = partial(self.engine.synthesize, piece.text, self.voice.voice_id, self.options)
+                result = await self.pool.run(job, deadline, self.lane)
             out = self._encode(result, trim_tail=piece.seamless)
             self._trim_next_head = piece.seamless
             if out is not None:

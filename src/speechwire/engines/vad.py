@@ -5,49 +5,40 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from speechwire.engines.base import Lazy
+
 FRAME = 512
 """Samples per VAD frame at 16 kHz (32 ms), as Silero expects."""
 _CONTEXT = 64
 
-_session: Any = None
-_session_lock = threading.Lock()
 
-
-def _model_path() -> Path:
-    import faster_whisper
-
-    return Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
-
-
-def _shared_session() -> Any:
+def _open_session() -> Any:
     """One ONNX session for every stream (state is passed in and out), one thread."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            import onnxruntime
+    import faster_whisper
+    import onnxruntime
 
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 4
-            _session = onnxruntime.InferenceSession(
-                str(_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        return _session
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4
+    path = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+_SESSION = Lazy(_open_session)
 
 
 class SileroVAD:
     """Speech probability of each 32 ms frame of a 16 kHz stream; keeps leftover samples."""
 
     def __init__(self) -> None:
-        self._session = _shared_session()
+        self._session = _SESSION.get()
         self._h = np.zeros((1, 1, 128), np.float32)
         self._c = np.zeros((1, 1, 128), np.float32)
         self._context = np.zeros(_CONTEXT, np.float32)

