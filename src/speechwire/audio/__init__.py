@@ -3,6 +3,6 @@ names), streaming encoders and decoders (PCM, G.711, MP3, Ogg Opus, anything FFm
 ``soxr`` resampling, WAV files, character alignment, and ``PlaybackBuffer`` (a listener's jitter
 buffer).
 
-The bottom layer: it imports nothing of speechwire and knows nothing of sockets, the wire
-protocol, engines or clocks (time, where it matters, is passed in as samples).
+The bottom layer: it imports nothing of speechwire outside this package and knows nothing of
+sockets, the wire protocol, engines or clocks (time, where it matters, is passed in as samples).
 """

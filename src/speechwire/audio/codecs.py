@@ -191,15 +191,12 @@ class OpusEncoder(Encoder):
             self._container.mux(packet)
 
 
+_ENCODERS = {"pcm": Encoder, "ulaw": G711Encoder, "alaw": G711Encoder, "mp3": MP3Encoder}
+
+
 def make_encoder(fmt: AudioFormat, input_rate: int) -> Encoder:
     """A fresh streaming encoder from ``input_rate`` PCM to ``fmt``."""
-    if fmt.codec == "pcm":
-        return Encoder(fmt, input_rate)
-    if fmt.codec in ("ulaw", "alaw"):
-        return G711Encoder(fmt, input_rate)
-    if fmt.codec == "mp3":
-        return MP3Encoder(fmt, input_rate)
-    return OpusEncoder(fmt, input_rate)
+    return _ENCODERS.get(fmt.codec, OpusEncoder)(fmt, input_rate)
 
 
 # ---- decoding (clients, tests, the CLI) --------------------------------------------------------

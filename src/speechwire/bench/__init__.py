@@ -1,8 +1,10 @@
-"""Benchmarks behind ``speechwire bench …`` and the word error rate that scores them and the tests.
+"""Benchmarks behind ``speechwire bench …``, the word error rate that scores them and the tests,
+and the Chromium driver the browser tests share (``browser``).
 
-Each module measures one thing against a real server over loopback (started in-process with
-``server.runner.start_server``, or a ``speechwire serve`` process from ``testing/`` when the
-benchmark must kill it) and prints the table that ``docs/performance.md`` quotes with its command.
-``wer`` is pure text scoring and imports nothing of speechwire. Nothing below ``cli.py`` imports
-this package except the tests (for ``wer``); it knows nothing of how the server is built inside.
+Each module measures one thing against a real server over loopback and prints the table that
+``docs/performance.md`` quotes with its command; ``harness`` holds what they all do alike
+(reach or start a server, in-process or a ``testing`` process, percentiles, tables, JSON).
+``wer`` is pure text scoring and imports nothing of speechwire. Only ``cli.py`` and the tests
+import this package; it drives servers through their public start-up and wire protocols and
+knows nothing of how the server is built inside.
 """

@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from rich.table import Table
-
-from speechwire.bench.tts import machine
+from speechwire.bench.harness import machine, server_url, spread, table, write_json
 from speechwire.client.latency import percentile
 from speechwire.client.multi import ContextAudio, ContextFinished, MultiContextTTS
 from speechwire.consoles import stdout_console
@@ -81,49 +77,20 @@ async def measure(url: str, voice: str, fmt: str, turns: int, seed: int) -> Barg
         finally:
             listener.cancel()
         lat = tts.latency.interrupt_to_first_audio
-        return BargeInResult(
-            turns=len(lat),
-            reply_chars=len(REPLY),
-            interrupt_p50_ms=1000 * percentile(lat, 50),
-            interrupt_p95_ms=1000 * percentile(lat, 95),
-            interrupt_max_ms=1000 * max(lat),
-            reply_first_audio_p50_ms=1000 * percentile(tts.latency.first_audio[0::2], 50),
-            dropped_chunks=tts.dropped_chunks,
-        )
+        reply_ttfa_ms = 1000 * percentile(tts.latency.first_audio[0::2], 50)
+        return BargeInResult(len(lat), len(REPLY), *spread(lat, 1000), reply_ttfa_ms, tts.dropped_chunks)
 
 
 def run_bargein_bench(args: argparse.Namespace) -> int:
-    console = stdout_console()
-    running = None
-    url = args.url
-    if url is None:
-        from speechwire.config import Settings
-        from speechwire.server.ops.runner import start_server
-
-        running = start_server(Settings(dev=True, stt_engines=[]))
-        url = running.ws_url
-    try:
-        result = asyncio.run(measure(url, args.voice, args.format, args.turns, args.seed))
-    finally:
-        if running is not None:
-            running.stop()
-    table = Table(
-        title=(
-            f"Barge-in over multi-stream-input: {result.turns} turns, old reply of "
-            f"{result.reply_chars} chars sent and flushed before the interrupt"
-        )
+    with server_url(args.url, stt_engines=[]) as url:
+        r = asyncio.run(measure(url, args.voice, args.format, args.turns, args.seed))
+    title = (
+        f"Barge-in over multi-stream-input: {r.turns} turns, old reply of "
+        f"{r.reply_chars} chars sent and flushed before the interrupt"
     )
-    for col in ("interrupt → first audio p50 ms", "p95 ms", "max ms", "reply TTFA p50 ms", "dropped"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{result.interrupt_p50_ms:.1f}",
-        f"{result.interrupt_p95_ms:.1f}",
-        f"{result.interrupt_max_ms:.1f}",
-        f"{result.reply_first_audio_p50_ms:.1f}",
-        str(result.dropped_chunks),
-    )
-    console.print(table)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"machine": machine(), "barge_in": asdict(result)}, indent=2))
+    columns = ("interrupt → first audio p50 ms", "p95 ms", "max ms", "reply TTFA p50 ms", "dropped")
+    ms = [f"{v:.1f}" for v in (r.interrupt_p50_ms, r.interrupt_p95_ms, r.interrupt_max_ms)]
+    row = (*ms, f"{r.reply_first_audio_p50_ms:.1f}", r.dropped_chunks)
+    stdout_console().print(table(title, columns, [row], right_from=0))
+    write_json(args.json, {"machine": machine(), "barge_in": asdict(r)})
     return 0

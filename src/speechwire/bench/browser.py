@@ -43,6 +43,14 @@ async def launch(playwright: Playwright, fake_mic: Path | None = None) -> Browse
     return await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args(fake_mic))
 
 
+async def open_demo(browser: Browser, base_url: str, **page_options: Any) -> Page:
+    """A new page on the demo with its tap on (``?tap=1``), once its TTS socket is open."""
+    page = await browser.new_page(**page_options)
+    await page.goto(f"{base_url}/?tap=1")
+    await page.wait_for_function("window.speechwireDemo?.tts.state === 'open'")
+    return page
+
+
 def padded_wav(source: Path, target: Path, lead_s: float = 0.5, tail_s: float = 4.0) -> float:
     """``source`` with silence around it (the fake mic's tone after the file must never be heard),
     at 48 kHz mono; returns the speech's duration in seconds."""
@@ -202,12 +210,13 @@ class BrowserReport:
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    from speechwire.client.latency import percentile
+    from speechwire.bench.harness import spread
 
+    p50, p95, _ = spread(values)
     return {
         "n": len(values),
-        "p50": round(percentile(values, 50), 1) if values else None,
-        "p95": round(percentile(values, 95), 1) if values else None,
+        "p50": round(p50, 1) if values else None,
+        "p95": round(p95, 1) if values else None,
     }
 
 
@@ -235,9 +244,7 @@ async def browser_bench(
                 wav = work / f"{mode}-{name}"
                 speech_s = padded_wav(path, wav)
                 browser = await launch(playwright, wav)
-                page = await browser.new_page(viewport={"width": 1100, "height": 900})
-                await page.goto(f"{base_url}/?tap=1")
-                await page.wait_for_function("window.speechwireDemo?.tts.state === 'open'")
+                page = await open_demo(browser, base_url, viewport={"width": 1100, "height": 900})
                 shoot = screenshots is not None and mode == "pcm" and name == names[0]
 
                 async def live(page: Page) -> None:
@@ -262,9 +269,7 @@ async def browser_bench(
                 "files": len(pairs),
             }
         browser = await launch(playwright)
-        page = await browser.new_page()
-        await page.goto(f"{base_url}/?tap=1")
-        await page.wait_for_function("window.speechwireDemo?.tts.state === 'open'")
+        page = await open_demo(browser, base_url)
         await speak_in_page(page, "Warming up.")
         underruns = 0
         for i in range(runs):
@@ -283,11 +288,10 @@ async def browser_bench(
 def run_browser_bench(args: Any) -> int:
     """``speechwire bench browser``: capture modes (PCM worklet vs MediaRecorder WebM/Opus) and
     playback in the demo page, against a server started as its own process."""
-    import json
+    import contextlib
     import tempfile
 
-    from rich.table import Table
-
+    from speechwire.bench.harness import full_server, table, write_json
     from speechwire.bench.stt import default_speech_dir
     from speechwire.consoles import stdout_console
 
@@ -295,43 +299,28 @@ def run_browser_bench(args: Any) -> int:
     if not Path(CHROMIUM).exists():
         console.print("[red]needs Debian's chromium: apt-get install chromium[/red]")
         return 2
-    server = None
-    url = args.url
-    if url is None:
-        from speechwire.testing.serverprocess import ServerProcess, free_port
-
-        server = ServerProcess(free_port(), "--log-level", "warning", light=False)
-        server.start()
-        url = f"http://127.0.0.1:{server.port}"
     screenshots = Path(args.screenshots) if args.screenshots else None
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory() as work:
-            speech_dir = Path(args.speech_dir) if args.speech_dir else default_speech_dir()
-            with console.status("driving Chromium…"):
-                report = asyncio.run(
-                    browser_bench(url, speech_dir, Path(work), args.files, args.runs, screenshots)
-                )
-    finally:
-        if server is not None:
-            server.stop()
-    table = Table(title="Browser: end of speech → final text (page clock)")
-    for column in ("capture", "files", "WER", "p50 ms", "p95 ms"):
-        table.add_column(column)
+    speech_dir = Path(args.speech_dir) if args.speech_dir else default_speech_dir()
+    with contextlib.ExitStack() as stack:
+        url = args.url
+        if url is None:
+            server = stack.enter_context(full_server())
+            url = f"http://127.0.0.1:{server.port}"
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        with console.status("driving Chromium…"):
+            report = asyncio.run(browser_bench(url, speech_dir, work, args.files, args.runs, screenshots))
+    rows = []
     for mode, row in report.capture.items():
         lat = row["end_of_speech_to_final_ms"]
-        table.add_row(mode, str(row["files"]), f"{row['wer']:.1%}", str(lat["p50"]), str(lat["p95"]))
-    console.print(table)
-    table = Table(title=f"Browser: typed reply → audio ({report.playback['replies']} replies)")
-    for column in ("figure", "p50 ms", "p95 ms"):
-        table.add_column(column)
-    for name in ("time_to_first_audio", "time_to_first_sound", "round_trip"):
-        row = report.playback[name]
-        table.add_row(name, f"{row['p50']:.1f}", f"{row['p95']:.1f}")
-    table.add_row("underruns", str(report.playback["underruns"]), "")
-    console.print(table)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(asdict(report), indent=2))
+        rows.append((mode, row["files"], f"{row['wer']:.1%}", lat["p50"], lat["p95"]))
+    title = "Browser: end of speech → final text (page clock)"
+    console.print(table(title, ("capture", "files", "WER", "p50 ms", "p95 ms"), rows))
+    figures = ("time_to_first_audio", "time_to_first_sound", "round_trip")
+    play = [(name, *(f"{report.playback[name][q]:.1f}" for q in ("p50", "p95"))) for name in figures]
+    play.append(("underruns", str(report.playback["underruns"]), ""))
+    title = f"Browser: typed reply → audio ({report.playback['replies']} replies)"
+    console.print(table(title, ("figure", "p50 ms", "p95 ms"), play))
+    write_json(args.json, asdict(report))
     return 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,13 +27,13 @@ from typing import Any
 
 import numpy as np
 from rich.progress import Progress
-from rich.table import Table
 
 from speechwire.audio.playback import PlaybackBuffer
+from speechwire.bench.harness import full_server, table, write_json, yes_no
 from speechwire.client.latency import percentile
 from speechwire.client.tts import TextToSpeechStream
 from speechwire.consoles import stdout_console
-from speechwire.testing.serverprocess import ServerProcess, free_port
+from speechwire.testing.serverprocess import ServerProcess
 
 REPLY = (
     "Sure, I can help with that. Your flight to Lisbon leaves at a quarter past nine tomorrow "
@@ -50,7 +49,6 @@ class TTSRun:
     ttfa_s: float
     underruns: int
     worst_gap_s: float
-    audio_s: float
     error: str | None = None
 
 
@@ -64,7 +62,6 @@ async def tts_session(url: str, delay_s: float) -> TTSRun:
     # soon as anything arrives (min 0), so each stall measures only how late the audio was.
     player = PlaybackBuffer(16000, target_s=CUSHION_S, min_s=0.0)
     last = 0.0
-    audio_s = 0.0
     try:
         async with TextToSpeechStream(url, "joe", output_format="pcm_16000") as tts:
 
@@ -81,7 +78,6 @@ async def tts_session(url: str, delay_s: float) -> TTSRun:
             task = asyncio.create_task(writer())
             async for chunk in tts:
                 now = time.monotonic()
-                audio_s += len(chunk.audio) / 32000
                 if first is None:
                     first = now
                 else:
@@ -90,9 +86,9 @@ async def tts_session(url: str, delay_s: float) -> TTSRun:
                 player.write(np.frombuffer(chunk.audio, np.int16))
             await task
     except Exception as exc:  # reported per level, not raised: a failure is a finding
-        return TTSRun(float("nan"), 0, 0.0, audio_s, f"{type(exc).__name__}: {exc}")
+        return TTSRun(float("nan"), 0, 0.0, f"{type(exc).__name__}: {exc}")
     ttfa = (first or time.monotonic()) - (first_flush or time.monotonic())
-    return TTSRun(ttfa, player.underruns, player.longest_stall / player.sample_rate, audio_s)
+    return TTSRun(ttfa, player.underruns, player.longest_stall / player.sample_rate)
 
 
 async def tts_level(url: str, sessions: int) -> dict[str, Any]:
@@ -113,63 +109,37 @@ async def tts_level(url: str, sessions: int) -> dict[str, Any]:
     }
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def run_load_bench(args: argparse.Namespace) -> int:
-    from speechwire.bench.stt import capacity_level, default_speech_dir, load_manifest
+    from speechwire.bench.stt import capacity_level, capacity_row, default_speech_dir, load_manifest
 
     console = stdout_console()
-    server = ServerProcess(free_port(), "--log-level", "warning", light=False)
-    server.start()
-    url = server.url
     report: dict[str, Any] = {"tts": [], "stt": []}
-    try:
-        with Progress(console=console, transient=True) as progress:
-            levels = [int(n) for n in args.tts.split(",") if n]
-            task = progress.add_task("TTS sessions", total=len(levels))
-            asyncio.run(tts_level(url, 1))  # warm-up
-            for n in levels:
-                report["tts"].append(asyncio.run(tts_level(url, n)))
-                progress.advance(task)
-            files = load_manifest(Path(args.speech_dir) if args.speech_dir else default_speech_dir())
-            probe = next(f for f in files if f[0].name == "librivox_0870.wav")
-            levels = [int(n) for n in args.stt.split(",") if n]
-            task = progress.add_task("STT streams", total=len(levels))
-            for n in levels:
-                report["stt"].append(asyncio.run(capacity_level(url, probe[0], probe[1], n)))
-                progress.advance(task)
-    finally:
-        server.stop()
-    table = Table(title="TTS: concurrent LLM-paced replies played in real time")
-    for column in ("sessions", "TTFA p50 ms", "TTFA p95 ms", "underruns", "worst gap ms", "real-time"):
-        table.add_column(column)
-    for row in report["tts"]:
-        table.add_row(
-            str(row["sessions"]), str(row["ttfa_p50_ms"]), str(row["ttfa_p95_ms"]),
-            str(row["underruns"]), str(row["worst_gap_ms"]), "yes" if row["realtime_ok"] else "no",
-        )  # fmt: skip
-    console.print(table)
-    table = Table(title="STT: concurrent real-time streams (VAD commits)")
-    for column in ("streams", "partial interval p95 s", "EOS→commit max s", "WER max", "real-time"):
-        table.add_column(column)
-    for row in report["stt"]:
-        table.add_row(
-            str(row["streams"]), f"{row['partial_interval_p95_s']:.2f}", f"{row['eos_to_commit_max_s']:.2f}",
-            f"{row['wer_max']:.1%}", "yes" if row["realtime_ok"] else "no",
-        )  # fmt: skip
-    console.print(table)
+    with full_server() as server, Progress(console=console, transient=True) as progress:
+        levels = [int(n) for n in args.tts.split(",") if n]
+        task = progress.add_task("TTS sessions", total=len(levels))
+        asyncio.run(tts_level(server.url, 1))  # warm-up
+        for n in levels:
+            report["tts"].append(asyncio.run(tts_level(server.url, n)))
+            progress.advance(task)
+        files = load_manifest(Path(args.speech_dir) if args.speech_dir else default_speech_dir())
+        probe = next(f for f in files if f[0].name == "librivox_0870.wav")
+        levels = [int(n) for n in args.stt.split(",") if n]
+        task = progress.add_task("STT streams", total=len(levels))
+        for n in levels:
+            report["stt"].append(asyncio.run(capacity_level(server.url, probe[0], probe[1], n)))
+            progress.advance(task)
+    columns = ("sessions", "TTFA p50 ms", "TTFA p95 ms", "underruns", "worst gap ms", "real-time")
+    keys = ("sessions", "ttfa_p50_ms", "ttfa_p95_ms", "underruns", "worst_gap_ms")
+    rows = [(*(r[k] for k in keys), yes_no(r["realtime_ok"])) for r in report["tts"]]
+    console.print(table("TTS: concurrent LLM-paced replies played in real time", columns, rows))
+    stt_columns = ("streams", "partial interval p95 s", "EOS→commit max s", "WER max", "real-time")
+    stt_rows = [capacity_row(level) for level in report["stt"]]
+    console.print(table("STT: concurrent real-time streams (VAD commits)", stt_columns, stt_rows))
     best_tts = max((r["sessions"] for r in report["tts"] if r["realtime_ok"]), default=0)
     best_stt = max((r["streams"] for r in report["stt"] if r["realtime_ok"]), default=0)
     console.print(f"real-time capacity: {best_tts} TTS sessions, {best_stt} STT streams")
     report["capacity"] = {"tts_sessions": best_tts, "stt_streams": best_stt}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return 0
 
 
@@ -184,9 +154,10 @@ class SoakReport:
     passed: bool = False
 
 
-async def _soak(url: str, pid: int, minutes: float, report: SoakReport, progress: Progress) -> None:
+async def _soak(server: ServerProcess, minutes: float, report: SoakReport, progress: Progress) -> None:
     from speechwire.bench.stt import default_speech_dir, load_manifest, stream_file
 
+    url = server.url
     files = [f for f in load_manifest(default_speech_dir()) if "long" not in f[0].name]
     end = time.monotonic() + minutes * 60
     start = time.monotonic()
@@ -211,7 +182,7 @@ async def _soak(url: str, pid: int, minutes: float, report: SoakReport, progress
 
     async def sampler() -> None:
         while time.monotonic() < end:
-            report.rss_mib.append((round(time.monotonic() - start, 1), rss_mib(pid)))
+            report.rss_mib.append((round(time.monotonic() - start, 1), server.rss_kib() / 1024))
             progress.update(task, completed=time.monotonic() - start)
             await asyncio.sleep(5)
 
@@ -220,15 +191,9 @@ async def _soak(url: str, pid: int, minutes: float, report: SoakReport, progress
 
 def run_soak_bench(args: argparse.Namespace) -> int:
     console = stdout_console()
-    server = ServerProcess(free_port(), "--log-level", "warning", light=False)
-    server.start()
-    url = server.url
     report = SoakReport(args.minutes)
-    try:
-        with Progress(console=console, transient=True) as progress:
-            asyncio.run(_soak(url, server.pid, args.minutes, report, progress))
-    finally:
-        server.stop()
+    with full_server() as server, Progress(console=console, transient=True) as progress:
+        asyncio.run(_soak(server, args.minutes, report, progress))
     samples = report.rss_mib
     window = max(1, len(samples) // max(1, int(args.minutes)))  # about a minute of samples
     # Compare the second minute (after warm-up: engines' arenas, caches) with the last.
@@ -241,7 +206,5 @@ def run_soak_bench(args: argparse.Namespace) -> int:
         f"{len(report.errors)} errors, RSS {samples[0][1]:.0f} → {samples[-1][1]:.0f} MiB "
         f"(growth {report.growth:+.1%} from minute 2 to the last), {'PASS' if report.passed else 'FAIL'}"
     )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(asdict(report), indent=2))
+    write_json(args.json, asdict(report))
     return 0 if report.passed else 1

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from rich.table import Table
-
-from speechwire.bench.tts import machine
-from speechwire.client.latency import percentile
+from speechwire.bench.harness import machine, spread, table, write_json
 from speechwire.client.reconnect import GiveUpPolicy
 from speechwire.client.resumable import ResumableTextToSpeech
 from speechwire.consoles import stdout_console
@@ -41,13 +36,7 @@ class FaultFigures:
 
 
 def _figures(fault: str, times: list[float]) -> FaultFigures:
-    return FaultFigures(
-        fault,
-        len(times),
-        1000 * percentile(times, 50),
-        1000 * percentile(times, 95),
-        1000 * max(times, default=0.0),
-    )
+    return FaultFigures(fault, len(times), *spread(times, 1000))
 
 
 async def speak_through(url: str, faults: int, fault: Callable[[], Awaitable[None]]) -> list[float]:
@@ -108,16 +97,8 @@ async def measure(cuts: int, restarts: int) -> list[FaultFigures]:
 
 def run_reconnect_bench(args: argparse.Namespace) -> int:
     results = asyncio.run(measure(args.cuts, args.restarts))
-    table = Table(title="Reconnect time of the resumable TTS client (loss → next open connection)")
-    table.add_column("fault")
-    for col in ("n", "p50 ms", "p95 ms", "max ms"):
-        table.add_column(col, justify="right")
-    for r in results:
-        table.add_row(r.fault, str(r.n), f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.max_ms:.0f}")
-    stdout_console().print(table)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(
-            json.dumps({"machine": machine(), "reconnect": [asdict(r) for r in results]}, indent=2)
-        )
+    title = "Reconnect time of the resumable TTS client (loss → next open connection)"
+    rows = [(r.fault, r.n, *(f"{ms:.0f}" for ms in (r.p50_ms, r.p95_ms, r.max_ms))) for r in results]
+    stdout_console().print(table(title, ("fault", "n", "p50 ms", "p95 ms", "max ms"), rows, right_from=1))
+    write_json(args.json, {"machine": machine(), "reconnect": [asdict(r) for r in results]})
     return 0

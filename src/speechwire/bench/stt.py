@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,13 @@ import numpy as np
 import numpy.typing as npt
 from rich.console import Console
 from rich.progress import Progress, TaskID
-from rich.table import Table
 
 from speechwire.audio.resample import resample
 from speechwire.audio.wav import read_audio_file
+from speechwire.bench.harness import table, write_json, yes_no
 from speechwire.bench.wer import WerResult, corpus_wer, wer
 from speechwire.client.latency import percentile
-from speechwire.client.stt import CommittedTranscript, PartialTranscript, RealtimeTranscriber, paced_chunks
+from speechwire.client.stt import CommittedTranscript, RealtimeTranscriber, paced_chunks
 from speechwire.consoles import stderr_console, stdout_console
 from speechwire.testing.serverprocess import ServerProcess, free_port
 
@@ -44,7 +43,6 @@ class StreamResult:
     file: str
     reference: str
     committed: list[str]
-    partials: int
     partial_intervals: list[float]
     eos_to_commit: list[float]
     commit_to_committed: list[float] = field(default_factory=list)
@@ -116,30 +114,21 @@ def load_manifest(folder: Path) -> list[tuple[Path, str, float]]:
         ]
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def stream_file(
     url: str, path: Path, reference: str, *, vad_silence: float, manual: bool = False, realtime: bool = True
 ) -> StreamResult:
     pcm, rate = read_audio_file(path)
     pcm16k: npt.NDArray[np.int16] = resample(pcm, rate, 16000)
     committed: list[str] = []
-    partials = 0
     strategy = "manual" if manual else "vad"
     async with RealtimeTranscriber(
         url, commit_strategy=strategy, vad_silence_threshold_secs=vad_silence
     ) as stt:
 
         async def read() -> None:
-            nonlocal partials
             async for event in stt.events():
                 if isinstance(event, CommittedTranscript):
                     committed.append(event.text)
-                elif isinstance(event, PartialTranscript):
-                    partials += 1
 
         reader = asyncio.create_task(read())
         tail = 0.0 if manual else vad_silence + 1.0
@@ -156,31 +145,23 @@ async def stream_file(
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
-    return StreamResult(
-        path.name,
-        reference,
-        committed,
-        partials,
-        list(stt.latency.partial_intervals),
-        list(stt.latency.end_of_speech_to_commit),
-        list(stt.latency.commit_to_committed),
-    )
+    lat = stt.latency
+    timings = (lat.partial_intervals, lat.end_of_speech_to_commit, lat.commit_to_committed)
+    return StreamResult(path.name, reference, committed, *(list(t) for t in timings))
 
 
 async def wer_pass(
     url: str, files: list[tuple[Path, str, float]], parallel: int, steps: Steps
 ) -> tuple[list[StreamResult], WerResult]:
-    results: list[StreamResult] = []
     semaphore = asyncio.Semaphore(parallel)
 
-    async def one(path: Path, ref: str) -> None:
+    async def one(path: Path, ref: str) -> StreamResult:
         async with semaphore:
             result = await stream_file(url, path, ref, vad_silence=0.5)
-            results.append(result)
             steps.step(f"{path.name}: WER {wer(ref, result.hypothesis).rate:.1%}")
+            return result
 
-    await asyncio.gather(*(one(p, r) for p, r, _ in files))
-    results.sort(key=lambda r: [f[0].name for f in files].index(r.file))
+    results = list(await asyncio.gather(*(one(p, r) for p, r, _ in files)))  # in the files' order
     return results, corpus_wer((r.reference, r.hypothesis) for r in results)
 
 
@@ -199,30 +180,28 @@ async def capacity_level(url: str, path: Path, ref: str, n: int) -> dict[str, An
     }
 
 
+def capacity_row(level: dict[str, Any]) -> tuple[object, ...]:
+    """A ``capacity_level`` result as table cells (``bench stt`` and ``bench load`` print it)."""
+    interval, eos, worst = level["partial_interval_p95_s"], level["eos_to_commit_max_s"], level["wer_max"]
+    return level["streams"], f"{interval:.2f}", f"{eos:.2f}", f"{worst:.1%}", yes_no(level["realtime_ok"])
+
+
 def run_stt_bench(args: argparse.Namespace) -> int:
-    console = stdout_console()
     steps = Steps(stderr_console())
-    folder = Path(args.speech_dir) if args.speech_dir else default_speech_dir()
-    files = load_manifest(folder)
-    server = None
-    url = args.url
-    if url is None:
-        steps.console.print(f"starting a server with {args.engine} (a few seconds)", highlight=False)
-        server = ServerProcess(free_port(), SPEECHWIRE_STT_ENGINES=json.dumps([args.engine]))
-        server.start(timeout_s=30)
-        url = server.url
+    files = load_manifest(Path(args.speech_dir) if args.speech_dir else default_speech_dir())
     report = Report(engine=args.engine)
-    try:
+    with contextlib.ExitStack() as stack:
+        server, url = None, args.url
+        if url is None:
+            steps.console.print(f"starting a server with {args.engine} (a few seconds)", highlight=False)
+            server = ServerProcess(free_port(), SPEECHWIRE_STT_ENGINES=json.dumps([args.engine]))
+            server.start(timeout_s=30)
+            stack.callback(server.stop)
+            url = server.url
         with steps:
             _run_passes(args, url, files, server, report, steps)
-    finally:
-        if server is not None:
-            server.stop()
-    print_report(console, report)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(asdict(report), f, indent=2)
+    print_report(stdout_console(), report)
+    write_json(args.json, asdict(report))
     return 0
 
 
@@ -238,20 +217,16 @@ def _run_passes(
     wer_files = files if not args.quick else files[:4]
     steps.phase("WER", len(wer_files))
     results, total = asyncio.run(wer_pass(url, wer_files, args.parallel, steps))
+    scores = [wer(r.reference, r.hypothesis) for r in results]
     report.per_file = [
-        {
-            "file": r.file,
-            "wer": wer(r.reference, r.hypothesis).rate,
-            "words": wer(r.reference, r.hypothesis).words,
-            "hypothesis": r.hypothesis,
-        }
-        for r in results
+        {"file": r.file, "wer": w.rate, "words": w.words, "hypothesis": r.hypothesis}
+        for r, w in zip(results, scores, strict=True)
     ]
     report.overall_wer = total.rate
     short = [f for f in files if 2.0 <= f[2] <= 12.0 and "noisy" not in f[0].name][
         : 4 if args.quick else None
     ]
-    cpu_before = _cpu_seconds(server.pid) if server else 0.0
+    cpu_before = server.cpu_seconds() if server else 0.0
     wall_audio = 0.0
     vad_lat: list[float] = []
     manual_lat: list[float] = []
@@ -266,22 +241,13 @@ def _run_passes(
         manual_lat += m.commit_to_committed
         wall_audio += duration
         steps.step(f"{path.name}: VAD and manual commit")
-    cpu = (_cpu_seconds(server.pid) - cpu_before) if server else float("nan")
-    report.latency = {
-        "vad_0.3s_eos_to_commit_p50_ms": 1000 * percentile(vad_lat, 50),
-        "vad_0.3s_eos_to_commit_p95_ms": 1000 * percentile(vad_lat, 95),
-        "manual_commit_to_committed_p50_ms": 1000 * percentile(manual_lat, 50),
-        "manual_commit_to_committed_p95_ms": 1000 * percentile(manual_lat, 95),
-        "partial_interval_p50_ms": 1000 * percentile(cadence, 50),
-        "partial_interval_p95_ms": 1000 * percentile(cadence, 95),
-        "server_cpu_per_audio_second": cpu / wall_audio if wall_audio else float("nan"),
-        "segments": float(len(vad_lat) + len(manual_lat)),
-    }
-    probe = (
-        next(f for f in files if f[0].name == "lj_LJ001-0001.wav")
-        if any(f[0].name == "lj_LJ001-0001.wav" for f in files)
-        else files[0]
-    )
+    cpu = (server.cpu_seconds() - cpu_before) if server else float("nan")
+    series = ("vad_0.3s_eos_to_commit", vad_lat), ("manual_commit_to_committed", manual_lat)
+    for name, values in (*series, ("partial_interval", cadence)):
+        report.latency |= {f"{name}_p{q}_ms": 1000 * percentile(values, q) for q in (50, 95)}
+    report.latency["server_cpu_per_audio_second"] = cpu / wall_audio if wall_audio else float("nan")
+    report.latency["segments"] = float(len(vad_lat) + len(manual_lat))
+    probe = next((f for f in files if f[0].name == "lj_LJ001-0001.wav"), files[0])
     levels = [int(x) for x in str(args.streams).split(",") if x.strip()]
     steps.phase("capacity", len(levels))
     for n in levels:
@@ -296,32 +262,13 @@ def _run_passes(
 
 def print_report(console: Console, report: Report) -> None:
     """The results as tables (WER per file, latency, capacity), not dicts."""
-    table = Table(
-        title=f"Realtime STT ({report.engine}): WER per file, streamed at real-time pace, VAD commit"
-    )
-    table.add_column("file")
-    table.add_column("words", justify="right")
-    table.add_column("WER", justify="right")
-    for row in report.per_file:
-        table.add_row(row["file"], str(row["words"]), f"{row['wer']:.1%}")
-    table.add_row("[b]overall[/b]", "", f"[b]{report.overall_wer:.1%}[/b]")
-    console.print(table)
-    latency = Table(title="Latency (one stream at a time) and server CPU")
-    latency.add_column("measure")
-    latency.add_column("value", justify="right")
-    for key, value in report.latency.items():
-        latency.add_row(key, f"{value:.3f}" if "cpu" in key else f"{value:.1f}")
-    console.print(latency)
-    capacity = Table(title="Capacity: concurrent streams at real-time pace")
-    for col in ("streams", "partial interval p95 s", "end of speech → commit max s", "WER max", "real time"):
-        capacity.add_column(col, justify="right")
-    for level in report.capacity:
-        capacity.add_row(
-            str(level["streams"]),
-            f"{level['partial_interval_p95_s']:.2f}",
-            f"{level['eos_to_commit_max_s']:.2f}",
-            f"{level['wer_max']:.1%}",
-            "yes" if level["realtime_ok"] else "no",
-        )
-    console.print(capacity)
+    title = f"Realtime STT ({report.engine}): WER per file, streamed at real-time pace, VAD commit"
+    rows: list[tuple[object, ...]] = [(r["file"], r["words"], f"{r['wer']:.1%}") for r in report.per_file]
+    rows.append(("[b]overall[/b]", "", f"[b]{report.overall_wer:.1%}[/b]"))
+    console.print(table(title, ("file", "words", "WER"), rows, right_from=1))
+    rows = [(key, f"{v:.3f}" if "cpu" in key else f"{v:.1f}") for key, v in report.latency.items()]
+    console.print(table("Latency (one stream at a time) and server CPU", ("measure", "value"), rows, 1))
+    columns = ("streams", "partial interval p95 s", "end of speech → commit max s", "WER max", "real time")
+    rows = [capacity_row(level) for level in report.capacity]
+    console.print(table("Capacity: concurrent streams at real-time pace", columns, rows, right_from=0))
     console.print(f"max concurrent real-time streams: {report.max_realtime_streams}")

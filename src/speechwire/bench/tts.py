@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
-from rich.table import Table
 
 from speechwire.audio.formats import AudioFormat
-from speechwire.client.latency import percentile
+from speechwire.bench.harness import in_process, machine, server_url, spread, table, write_json
 from speechwire.client.tts import TextToSpeechStream
 from speechwire.consoles import stdout_console
 
@@ -59,23 +54,19 @@ class Summary:
 
 
 async def one_run(url: str, voice: str, fmt: AudioFormat, text: str, api_key: str | None = None) -> RunResult:
-    bytes_per_ms = fmt.sample_rate * 2 / 1000 if fmt.codec == "pcm" else None
     async with TextToSpeechStream(url, voice, output_format=fmt.name, api_key=api_key) as tts:
-        audio_bytes = 0
         start = time.perf_counter()
         await tts.send(text + " ", flush=True)
         await tts.end()
-        audio_ms = 0.0
-        async for chunk in tts:
-            audio_bytes += len(chunk.audio)
-            if chunk.alignment is not None:
-                audio_ms += chunk.alignment.end_ms  # approximate; exact from bytes for PCM below
+        chunks = [chunk async for chunk in tts]
         total = time.perf_counter() - start
     ttfa = tts.latency.time_to_first_audio
     if ttfa is None:
         raise RuntimeError("no audio received")
-    if bytes_per_ms is not None:
-        audio_ms = audio_bytes / bytes_per_ms
+    if fmt.codec == "pcm":  # exact, from the bytes
+        audio_ms = sum(len(c.audio) for c in chunks) / (fmt.sample_rate * 2 / 1000)
+    else:  # approximate, from the timing of the characters
+        audio_ms = sum(c.alignment.end_ms for c in chunks if c.alignment is not None)
     return RunResult(1000 * ttfa, 1000 * total, audio_ms)
 
 
@@ -99,27 +90,8 @@ async def measure(
         if progress is not None and task is not None:
             progress.update(task, completed=min(runs, len(results)))
         await asyncio.sleep(0.05)
-    ttfa = [r.ttfa_ms for r in results]
-    rtf = [r.total_ms / r.audio_ms for r in results if r.audio_ms > 0]
-    summary = Summary(
-        concurrency,
-        len(results),
-        percentile(ttfa, 50),
-        percentile(ttfa, 95),
-        max(ttfa),
-        percentile(rtf, 50),
-        percentile(rtf, 95),
-    )
-    return summary, results
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-    }
+    rtf = spread([r.total_ms / r.audio_ms for r in results if r.audio_ms > 0])
+    return Summary(concurrency, len(results), *spread([r.ttfa_ms for r in results]), *rtf[:2]), results
 
 
 def run_relay_bench(args: argparse.Namespace) -> int:
@@ -130,45 +102,33 @@ def run_relay_bench(args: argparse.Namespace) -> int:
     from pydantic import SecretStr
 
     from speechwire.config import Settings
-    from speechwire.server.ops.runner import start_server
 
-    console = stdout_console()
     fmt = AudioFormat.parse(args.format)
     upstream_key, relay_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    unlimited = {"rate_sessions_per_minute": 100_000, "rate_burst": 10_000}
-    upstream = start_server(
-        Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], stt_engines=[], **unlimited)  # type: ignore[arg-type]
-    )
-    relay = start_server(
-        Settings(
-            api_keys=[SecretStr(relay_key)],
-            tts_engines=["espeak"],
-            stt_engines=[],
-            elevenlabs_api_key=SecretStr(upstream_key),
-            elevenlabs_base_url=upstream.http_url,
-            tts_backend="elevenlabs",
-            **unlimited,  # type: ignore[arg-type]
-        )
-    )
-    table = Table(title=f"TTS through a relay ({args.runs} runs, 1 session, {fmt.name})")
-    for column in ("path", "TTFA p50 ms", "TTFA p95 ms"):
-        table.add_column(column)
+    unlimited: Any = {"rate_sessions_per_minute": 100_000, "rate_burst": 10_000, "stt_engines": []}
     results: dict[str, Any] = {}
-    try:
-        for name, url, key in (
-            ("direct", upstream.ws_url, upstream_key),
-            ("relayed", relay.ws_url, relay_key),
-        ):
+    upstream_settings = Settings(api_keys=[SecretStr(upstream_key)], tts_engines=["piper"], **unlimited)
+    with (
+        in_process(upstream_settings) as upstream,
+        in_process(
+            Settings(
+                api_keys=[SecretStr(relay_key)],
+                tts_engines=["espeak"],
+                elevenlabs_api_key=SecretStr(upstream_key),
+                elevenlabs_base_url=upstream.http_url,
+                tts_backend="elevenlabs",
+                **unlimited,
+            )
+        ) as relay,
+    ):
+        paths = (("direct", upstream.ws_url, upstream_key), ("relayed", relay.ws_url, relay_key))
+        for name, url, key in paths:
             summary, _ = asyncio.run(measure(url, args.voice, fmt, args.runs, 1, None, key))
             results[name] = asdict(summary)
-            table.add_row(name, f"{summary.ttfa_p50_ms:.1f}", f"{summary.ttfa_p95_ms:.1f}")
-    finally:
-        relay.stop()
-        upstream.stop()
-    console.print(table)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"machine": machine(), "relay": results}, indent=2))
+    rows = [(name, f"{r['ttfa_p50_ms']:.1f}", f"{r['ttfa_p95_ms']:.1f}") for name, r in results.items()]
+    title = f"TTS through a relay ({args.runs} runs, 1 session, {fmt.name})"
+    stdout_console().print(table(title, ("path", "TTFA p50 ms", "TTFA p95 ms"), rows))
+    write_json(args.json, {"machine": machine(), "relay": results})
     return 0
 
 
@@ -178,52 +138,18 @@ def run_tts_bench(args: argparse.Namespace) -> int:
     console = stdout_console()
     fmt = AudioFormat.parse(args.format)
     levels = [int(c) for c in str(args.concurrency).split(",") if c.strip()]
-    running = None
-    url = args.url
-    if url is None:
-        from speechwire.config import Settings
-        from speechwire.server.ops.runner import start_server
-
-        running = start_server(Settings(dev=True))
-        url = running.ws_url
-    try:
-        summaries: list[Summary] = []
-        with Progress(console=console, transient=True) as progress:
-            for level in levels:
-                summary, _ = asyncio.run(
-                    measure(url, args.voice, fmt, max(args.runs, level), level, progress)
-                )
-                summaries.append(summary)
-    finally:
-        if running is not None:
-            running.stop()
-    table = Table(
-        title=f"TTS over loopback: voice {args.voice}, {fmt.name}, flushed sentence → first audio byte"
-    )
-    for col in ("sessions", "runs", "TTFA p50 ms", "TTFA p95 ms", "TTFA max ms", "RTF p50", "RTF p95"):
-        table.add_column(col, justify="right")
+    with server_url(args.url) as url, Progress(console=console, transient=True) as progress:
+        summaries = [
+            asyncio.run(measure(url, args.voice, fmt, max(args.runs, level), level, progress))[0]
+            for level in levels
+        ]
+    columns = ("sessions", "runs", "TTFA p50 ms", "TTFA p95 ms", "TTFA max ms", "RTF p50", "RTF p95")
+    rows = []
     for s in summaries:
-        table.add_row(
-            str(s.concurrency),
-            str(s.runs),
-            f"{s.ttfa_p50_ms:.1f}",
-            f"{s.ttfa_p95_ms:.1f}",
-            f"{s.ttfa_max_ms:.1f}",
-            f"{s.rtf_p50:.3f}",
-            f"{s.rtf_p95:.3f}",
-        )
-    console.print(table)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "machine": machine(),
-                    "voice": args.voice,
-                    "format": fmt.name,
-                    "results": [asdict(s) for s in summaries],
-                },
-                f,
-                indent=2,
-            )
+        ms = [f"{v:.1f}" for v in (s.ttfa_p50_ms, s.ttfa_p95_ms, s.ttfa_max_ms)]
+        rows.append((s.concurrency, s.runs, *ms, f"{s.rtf_p50:.3f}", f"{s.rtf_p95:.3f}"))
+    title = f"TTS over loopback: voice {args.voice}, {fmt.name}, flushed sentence → first audio byte"
+    console.print(table(title, columns, rows, right_from=0))
+    results = [asdict(s) for s in summaries]
+    write_json(args.json, {"machine": machine(), "voice": args.voice, "format": fmt.name, "results": results})
     return 0

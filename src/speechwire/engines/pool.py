@@ -40,13 +40,11 @@ def on_preempt(stop: Callable[[], object]) -> None:
         stop()
 
 
+@dataclass(slots=True, eq=False)
 class Lane:
     """The scheduling class of one stream's jobs; flip ``background`` when nobody waits on it."""
 
-    __slots__ = ("background",)
-
-    def __init__(self, background: bool = False) -> None:
-        self.background = background
+    background: bool = False
 
 
 _FOREGROUND = Lane()

@@ -69,10 +69,7 @@ class EngineRegistry:
         each premade gender (default: ``default_voice``); ``unknown_voice``, when set, speaks any
         id that is neither a voice nor an alias (otherwise such ids are ``UnknownVoice``)."""
         self.engines = {e.name: e for e in engines}
-        self._voices: dict[str, tuple[TTSEngine, VoiceInfo]] = {}
-        for engine in engines:
-            for voice in engine.voices():
-                self._voices[voice.voice_id] = (engine, voice)
+        self._voices = {voice.voice_id: (engine, voice) for engine in engines for voice in engine.voices()}
         if not self._voices:
             raise ValueError("no TTS voices: configure at least one engine")
         if default_voice not in self._voices:

@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -111,13 +112,11 @@ class StreamingRecognizer:
         self._base += cut
 
     def _decode(self, start: int, end: int, deadline_s: float) -> asyncio.Task[Recognition]:
-        audio = self._audio(start, end).copy()
-        language, words = self.config.language, self.config.word_timestamps
-
-        job = self.pool.run(
-            lambda: self.engine.recognize(audio, language, words), time.monotonic() + deadline_s
+        cfg = self.config
+        job = partial(
+            self.engine.recognize, self._audio(start, end).copy(), cfg.language, cfg.word_timestamps
         )
-        return asyncio.get_running_loop().create_task(job)
+        return asyncio.get_running_loop().create_task(self.pool.run(job, time.monotonic() + deadline_s))
 
     # ---- acting on the end-pointing decisions -------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -185,8 +185,7 @@ def segment(text: str, *, quick_start: bool, first_words: int = 2, ssml: bool = 
     folded: list[Piece] = []
     for piece in pieces:
         if folded and not piece.text.strip():
-            last = folded[-1]
-            folded[-1] = Piece(last.text + piece.text, last.seamless, last.break_ms)
+            folded[-1] = replace(folded[-1], text=folded[-1].text + piece.text)
         else:
             folded.append(piece)
     return folded
@@ -287,7 +286,7 @@ class SpeechPipeline:
         pieces = segment(text, quick_start=quick, first_words=self.quick_first_words, ssml=self.ssml)
         if pieces and not ends_phrase(text):
             # The schedule cut this text mid-clause: join it to what comes next without a pause.
-            pieces[-1] = Piece(pieces[-1].text, seamless=True, break_ms=pieces[-1].break_ms)
+            pieces[-1] = replace(pieces[-1], seamless=True)
         first = True
         for piece in pieces:
             if piece.break_ms is not None:

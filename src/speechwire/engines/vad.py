@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Lazy
+from speechwire.engines.base import Lazy, onnx_session
 
 FRAME = 512
 """Samples per VAD frame at 16 kHz (32 ms), as Silero expects."""
@@ -19,16 +19,10 @@ _CONTEXT = 64
 
 
 def _open_session() -> Any:
-    """One ONNX session for every stream (state is passed in and out), one thread."""
+    """One ONNX session for every stream (state is passed in and out), one thread, fatal logs only."""
     import faster_whisper
-    import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4
-    path = Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
-    return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return onnx_session(str(Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"), 1, 4)
 
 
 _SESSION = Lazy(_open_session)

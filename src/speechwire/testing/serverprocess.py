@@ -50,12 +50,7 @@ class ServerProcess:
         """Start the process and return once it accepts connections."""
         cmd = [sys.executable, "-m", "speechwire.cli", "serve", "--dev", "--port", str(self.port), *self.args]
         with open(self.log_to or os.devnull, "wb") as err:  # the child keeps its own copy
-            self.proc = subprocess.Popen(
-                cmd,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -64,6 +59,13 @@ class ServerProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start")
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def kill(self) -> None:
         """SIGKILL: the crash a client must survive (no close frames, no drain)."""
@@ -83,3 +85,8 @@ class ServerProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
