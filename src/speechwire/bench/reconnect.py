@@ -35,10 +35,6 @@ class FaultFigures:
     max_ms: float
 
 
-def _figures(fault: str, times: list[float]) -> FaultFigures:
-    return FaultFigures(fault, len(times), *spread(times, 1000))
-
-
 async def speak_through(url: str, faults: int, fault: Callable[[], Awaitable[None]]) -> list[float]:
     """Speak one sentence per fault, inject the fault after a quarter second, return reconnect times."""
     tts = ResumableTextToSpeech(
@@ -89,10 +85,11 @@ async def measure(cuts: int, restarts: int) -> list[FaultFigures]:
         killed = await speak_through(f"ws://127.0.0.1:{server.port}", restarts, restart)
     finally:
         await asyncio.to_thread(server.stop)
-    return [
-        _figures("network cut (loopback proxy aborts the TCP connection), server alive", network),
-        _figures("server killed (SIGKILL) and started again at once", killed),
-    ]
+    faults = (
+        ("network cut (loopback proxy aborts the TCP connection), server alive", network),
+        ("server killed (SIGKILL) and started again at once", killed),
+    )
+    return [FaultFigures(fault, len(times), *spread(times, 1000)) for fault, times in faults]
 
 
 def run_reconnect_bench(args: argparse.Namespace) -> int:
