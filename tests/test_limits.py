@@ -420,6 +420,9 @@ async def test_one_key_cannot_take_every_stt_slot(
                 await third.wait_closed()
             assert refused["message_type"] == "rate_limited" and third.close_code == 1013, refused
         assert any("session refused: rate_limited" in r.getMessage() for r in caplog.records)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{keyed.http_url}/metrics")).text
+        assert 'speechwire_sessions_refused_total{kind="stt",reason="rate_limited"}' in metrics
         async with websockets.connect(url, additional_headers=headers(KEY_B)) as other:
             assert json.loads(await other.recv())["message_type"] == "session_started"
         await report_ttfa("stt_slots", keyed.ws_url, idle, record_property)
