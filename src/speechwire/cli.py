@@ -120,11 +120,9 @@ async def _connecting(opening: Awaitable[T], url: str) -> T:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from speechwire.config import Settings
     from speechwire.server.app import InsecureConfiguration, create_app
-    from speechwire.server.ops.runner import DrainingServer, check_binding
+    from speechwire.server.ops.runner import DrainingServer, check_binding, uvicorn_config
 
     overrides: dict[str, object] = {}
     if args.engines:
@@ -141,15 +139,13 @@ def _serve(args: argparse.Namespace) -> int:
     except InsecureConfiguration as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
-    config = uvicorn.Config(
+    config = uvicorn_config(
+        settings,
         app,
-        host=args.host,
-        port=args.port,
-        ssl_certfile=args.ssl_certfile,
-        ssl_keyfile=args.ssl_keyfile,
-        ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
-        ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=settings.ping_timeout_s,
+        args.host,
+        args.port,
+        args.ssl_certfile,
+        args.ssl_keyfile,
         log_level=args.log_level,
         log_config=None,  # uvicorn's loggers go through ours: same format, session ids, redaction
     )

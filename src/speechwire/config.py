@@ -71,10 +71,11 @@ class Settings(BaseSettings):
     delays speech)."""
     stt_max_chunk_seconds: float = 5.0
     """Largest audio chunk accepted; larger ones get ``chunk_size_exceeded``."""
-    stt_inactivity_timeout_s: float | None = None
-    """A realtime STT socket that sends no frame for this long is closed with ``input_error``.
-    Off by default: upstream documents no idle timeout, and clients (push-to-talk, captions
-    paused by the user) sit silent for minutes; ``max_session_s`` still bounds every session."""
+    stt_inactivity_timeout_s: float | None = 20.0
+    """A realtime STT socket that sends no message for this long is closed with ``input_error``
+    (any ``input_audio_chunk`` keeps it alive, an empty one included). Upstream closes idle
+    Scribe sessions, and ElevenLabs' WebSockets idle out after 20 s; an idle socket would hold
+    an engine slot for ``max_session_s`` otherwise. ``None`` turns it off (issue 14)."""
     stt_max_upload_bytes: int = 200 << 20
     """Largest ``POST /v1/speech-to-text`` body (200 MiB: over an hour of 16 kHz WAV); larger
     uploads get 413 before they are read in full. Upstream takes up to 3 GB, but decodes it on
@@ -130,6 +131,29 @@ class Settings(BaseSettings):
     stt_backend: Literal["local", "elevenlabs"] = "local"
     elevenlabs_models: list[str] = Field(default_factory=list)
     """Model ids relayed to the cloud whatever the backend (for example ``["eleven_v3"]``)."""
+    # Resource limits (issue 14)
+    max_preauth_message_bytes: int = 16 << 10
+    """Largest first message from a WebSocket that presents no credential in its request, on a
+    server with keys (the TTS first message may carry ``xi_api_key``; the SDKs' is ~300 bytes):
+    a caller nobody has identified yet costs a few KB, not ``max_message_bytes``."""
+    max_unauthenticated_per_address: int = 16
+    """WebSockets from one client address still waiting to authenticate (the TTS first-message
+    key waits up to 10 s); more are refused at once with ``rate_limited`` (1013)."""
+    max_unauthenticated: int = 256
+    """Same, for the whole server."""
+    max_http_body_bytes: int = 1 << 20
+    """Largest HTTP request body (``max_message_bytes``: a 40,000-character text fits in 250 KB
+    of JSON); larger ones get 413 before they are read. ``POST /v1/speech-to-text`` has
+    ``stt_max_upload_bytes``."""
+    key_engine_share: float = 0.75
+    """Fraction of ``max_tts_sessions`` and ``max_stt_sessions`` one key may hold (at least one
+    session), so one key never takes every engine slot and another key still gets in."""
+    header_timeout_s: float = 5.0
+    """A connection that has not sent its request headers within this long is dropped (slowloris:
+    a peer dribbling header bytes would otherwise hold its connection for ever)."""
+    max_connections: int = 1024
+    """Open connections (HTTP and WebSocket) beyond which new HTTP requests get 503 and new
+    WebSockets are refused (uvicorn's ``limit_concurrency``); a reverse proxy should cap too."""
     _ignored_elevenlabs_placeholder: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")

@@ -36,6 +36,9 @@ TRANSCRIBER_ERROR = "transcriber_error"
 SESSION_TIME_LIMIT = "session_time_limit_exceeded"
 
 DEFAULT_MODEL = "scribe_v2_realtime"
+MAX_PREVIOUS_TEXT_CHARS = 2000
+"""Longest ``previous_text`` (context for the first chunk) accepted. Upstream's guidance is
+under 50 characters; 2000 is a long paragraph, and a megabyte of it (issue 14) is refused."""
 
 _FLAGS = (
     "include_timestamps",
@@ -234,8 +237,8 @@ class STTServerSession:
     ) -> None:
         self.params = params
         self.inactivity_timeout_s = inactivity_timeout_s
-        """No frame for this long ends the session (None: never, the default — upstream
-        documents no idle timeout and today's clients sit silent for minutes)."""
+        """No frame for this long ends the session with ``input_error`` (None: never). Any
+        ``input_audio_chunk`` is activity, an empty one included, as upstream's keep-alive."""
         self._last_input = now
         self.state = STTState.OPEN
         fmt = params.audio_format
@@ -315,6 +318,12 @@ class STTServerSession:
                 raise stt_error(INPUT_ERROR, "previous_text must be a string.")
             if self.chunks_received > 0:
                 raise stt_error(INPUT_ERROR, "previous_text is only allowed with the first audio chunk.")
+            if len(previous_text) > MAX_PREVIOUS_TEXT_CHARS:
+                raise stt_error(
+                    INPUT_ERROR,
+                    f"previous_text is at most {MAX_PREVIOUS_TEXT_CHARS} characters "
+                    f"(got {len(previous_text)}).",
+                )
         if len(audio_b64) > self.max_chunk_bytes * 4 // 3 + 8:
             raise stt_error(
                 CHUNK_SIZE_EXCEEDED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speechwire import __version__
 from speechwire.config import (
@@ -203,6 +205,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
 
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_http_body_bytes,
+        larger={"/v1/speech-to-text": (settings.stt_max_upload_bytes, "file_too_large")},
+    )
+
     from speechwire.server.access import auth
     from speechwire.server.routes import account, catalog, stt_http, stt_ws, tts_http, tts_ws, web
 
@@ -226,3 +234,70 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     web.mount(app)
     return app
+
+
+class BodyTooLarge(Exception):
+    """Raised from the body a route reads, past its limit; ``BodyLimit`` answers 413."""
+
+
+class BodyLimit:
+    """Every HTTP request body is at most ``limit`` bytes (``larger``: a limit and an error
+    status by path). A declared ``Content-Length`` past it gets 413 before anything is read; a
+    body that grows past it while read (chunked, or lying about its length) is cut off with
+    413 too. Why here and not per route: a route that reads ``request.body()`` would otherwise
+    hold any size in memory (issue 14: a 200 MB ``POST …/stream`` cost 400 MiB), and a new
+    route must not be able to forget it."""
+
+    def __init__(self, app: ASGIApp, limit: int, larger: dict[str, tuple[int, str]]) -> None:
+        self.app = app
+        self.limit = limit
+        self.larger = larger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, status = self.larger.get(scope["path"], (self.limit, "request_too_large"))
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit, status)
+            return
+        received = 0
+        started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, tracked_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send, limit, status)
+
+    @staticmethod
+    async def _refuse(send: Send, limit: int, status: str) -> None:
+        body = json.dumps(
+            {
+                "detail": {
+                    "status": status,
+                    "message": f"The request body exceeds this server's limit of {limit} bytes.",
+                }
+            }
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send(
+            {"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]}
+        )
+        await send({"type": "http.response.body", "body": body})

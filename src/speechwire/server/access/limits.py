@@ -7,6 +7,7 @@ take the capacity every other caller paid for. A refused caller gets ``rate_limi
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,3 +62,27 @@ class RateLimiter:
             bucket.open_sessions -= 1
         if bucket is not None and bucket.open_sessions == 0 and bucket.tokens >= self.burst:
             del self._buckets[caller]  # idle and full: forget it, memory stays bounded
+
+
+SESSION_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_caller", default=None)
+"""The key whose session slot the current task took (``TrackedLimiter``), for admission."""
+
+
+@dataclass
+class TrackedLimiter:
+    """Any ``Limiter``, remembering in ``SESSION_CALLER`` whose slot this task holds.
+
+    Why: the WebSocket route must give each key a share of the engines (issue 14), and learns
+    who the caller is only from this slot (authorisation names the caller to the limiter and
+    nobody else); the task that took the slot is the one that runs the session."""
+
+    inner: Limiter
+
+    async def acquire(self, caller: str) -> str | None:
+        reason = await self.inner.acquire(caller)
+        if reason is None:
+            SESSION_CALLER.set(caller)
+        return reason
+
+    async def release(self, caller: str) -> None:
+        await self.inner.release(caller)

@@ -17,7 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
 from speechwire.config import Settings
 from speechwire.protocol.errors import GOING_AWAY
@@ -118,6 +125,154 @@ def check_binding(settings: Settings, host: str) -> None:
         )
 
 
+CREDENTIAL_HEADERS = (b"xi-api-key", b"authorization")
+CREDENTIAL_QUERY = ("token=", "single_use_token=")
+
+
+class _FirstMessageLimited(ServerProtocol):
+    """websockets' server protocol, whose first data message may be at most ``first_limit``
+    bytes; every later one ``max_size``. The limit is lifted as the first message completes,
+    inside the parser, so a second frame already buffered behind it is judged by the full one."""
+
+    first_limit: int | None = None
+    overloaded = False
+
+    def recv_frame(self, frame: Frame) -> None:
+        super().recv_frame(frame)
+        data = frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+        if self.first_limit is not None and data and frame.fin:
+            self.max_message_size = self.full_limit
+            self.first_limit = None
+
+    def accept(self, request: Request) -> Response:
+        """The handshake's answer: 503 when the server has as many connections as it takes
+        (uvicorn then sends it and closes), else websockets' own."""
+        if self.overloaded:
+            return self.reject(503, "Too many connections; try again shortly.\n")
+        return super().accept(request)
+
+    def limit_first_message(self, limit: int) -> None:
+        self.full_limit = self.max_message_size
+        self.first_limit = self.max_message_size = limit
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol with two guards it lacks.
+
+    - A connection that presents no credential in its request (no ``xi-api-key`` or
+      ``authorization`` header, no token in the query) on a server with keys may send a first
+      message of at most ``preauth_limit`` bytes (its key may be in that message; the TTS
+      protocol allows it). The size is checked on the frame header, before the payload is
+      buffered, so an unauthenticated peer costs a few KB, not ``ws_max_size`` (issue 14:
+      30 peers × 15 MiB first frames grew the server by 900 MiB before each was refused).
+    - uvicorn's ``limit_concurrency`` answers HTTP requests with 503 but never looks at
+      WebSocket upgrades; here an upgrade beyond it is refused with 503 as well.
+    """
+
+    preauth_limit: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        old = self.conn
+        self.conn = _FirstMessageLimited(
+            extensions=old.available_extensions, max_size=old.max_message_size, logger=old.logger
+        )
+
+    def handle_connect(self, event: Any) -> None:
+        assert isinstance(self.conn, _FirstMessageLimited)
+        limit = self.config.limit_concurrency
+        # As uvicorn counts for HTTP: the newcomer is among the connections.
+        self.conn.overloaded = limit is not None and len(self.connections) >= limit
+        if self.preauth_limit is not None and not _presents_credential(event):
+            self.conn.limit_first_message(self.preauth_limit)
+        super().handle_connect(event)
+
+
+def _presents_credential(request: Any) -> bool:
+    headers = {name.lower().encode() for name in request.headers}
+    query = request.path.partition("?")[2]
+    return any(h in headers for h in CREDENTIAL_HEADERS) or any(
+        part.startswith(CREDENTIAL_QUERY) for part in query.split("&")
+    )
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, dropping a connection whose request headers are not complete
+    ``header_timeout_s`` after it opened (or after its previous response). uvicorn has no such
+    timeout: its keep-alive timer stops at the first byte, so a peer dribbling one header byte
+    every few seconds (slowloris) held its connection for ever (issue 14: 500 of 500 stayed)."""
+
+    header_timeout_s: float = 5.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        if not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        upgraded = self.transport.get_protocol() is not self
+        if not upgraded and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()  # nothing to answer: no request was made
+
+
+def uvicorn_config(
+    settings: Settings,
+    app: ASGIApp,
+    host: str,
+    port: int,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    **options: Any,
+) -> uvicorn.Config:
+    """The one uvicorn configuration for this server (``speechwire serve`` and ``start_server``).
+
+    Frames up to twice ``max_message_bytes`` reach the session, so one just over the limit gets
+    the protocol's own error (``message_too_large``) rather than websockets' 1009; larger ones
+    are refused on their header. Connections are capped (``max_connections``), request headers
+    must arrive within ``header_timeout_s`` and fit h11's 16 KiB, and an unidentified WebSocket's
+    first message is small (``max_preauth_message_bytes``)."""
+    ws = type(
+        "WebSocketProtocol",
+        (GuardedWebSocketProtocol,),
+        {"preauth_limit": settings.max_preauth_message_bytes if settings.api_keys else None},
+    )
+    http = type("HTTPProtocol", (HeaderTimeoutH11Protocol,), {"header_timeout_s": settings.header_timeout_s})
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        http=http,
+        ws=ws,
+        ws_max_size=2 * settings.max_message_bytes,
+        ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=16 * 1024,
+        **options,
+    )
+
+
 def start_server(
     settings: Settings | None = None,
     host: str = "127.0.0.1",
@@ -129,17 +284,9 @@ def start_server(
     """Start uvicorn with the speechwire app and wait until it accepts connections."""
     settings = settings or Settings()
     check_binding(settings, host)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile,
-        ws_max_size=max(16 * 1024 * 1024, 2 * settings.max_message_bytes),
-        ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=settings.ping_timeout_s,
-        log_level="warning",
-        lifespan="on",
+    app = create_app(settings)
+    config = uvicorn_config(
+        settings, app, host, port, ssl_certfile, ssl_keyfile, log_level="warning", lifespan="on"
     )
     server = DrainingServer(config, settings.drain_s)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), name="uvicorn", daemon=True)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
@@ -35,7 +35,9 @@ from speechwire.audio.codecs import decode_with_av
 from speechwire.audio.resample import resample
 from speechwire.engines.base import Recognition, STTEngine
 from speechwire.engines.vad import FRAME, SileroVAD
+from speechwire.server.access.auth import http_caller, limited
 from speechwire.server.relay import relay_http, relays
+from speechwire.server.routes.tts_http import refused_response
 from speechwire.server.state import ServerState, server_state
 
 router = APIRouter()
@@ -464,30 +466,50 @@ async def transcribe(state: ServerState, form: BatchForm, data: bytes) -> dict[s
 
 
 @router.post("/v1/speech-to-text")
-async def speech_to_text(request: Request) -> Response:
+async def speech_to_text(request: Request, caller: str = Depends(http_caller)) -> Response:
+    """Counted like a realtime session while it runs (the server's and the key's caps)."""
     state = server_state(request.app)
     content_type = request.headers.get("content-type", "")
     try:
         body = await read_body(request, state.settings.stt_max_upload_bytes)
         form, upload = _form(parse_multipart(body, content_type))
-        if relays(state, form.model_id, stt=True):
-            query = request.query_params.multi_items()
-            return await relay_http(state, "/v1/speech-to-text", query, body, content_type, stream=False)
-        if upload is None:
-            if form.cloud_storage_url or form.source_url:
-                raise BadRequest(
-                    400,
-                    "unsupported_feature",
-                    "cloud_storage_url and source_url are not served locally: this server does not "
-                    "fetch remote files. Upload the audio as the 'file' field instead.",
-                )
-            raise BadRequest(422, "invalid_request", "Provide the audio as a 'file' field.")
-        if form.webhook:
+        relayed = relays(state, form.model_id, stt=True)
+        with state.admitted(None, "stt", not relayed, caller if limited(caller) else None) as refusal:
+            if refusal is not None:
+                log.info("HTTP transcription refused: %s (%s)", refusal.error, refusal.message)
+                state.metrics.refused.labels("stt_http", refusal.error).inc()
+                return refused_response(refusal)
+            return await _answer(state, request, form, upload, body, content_type, relayed)
+    except BadRequest as exc:
+        return exc.response()
+
+
+async def _answer(
+    state: ServerState,
+    request: Request,
+    form: BatchForm,
+    upload: Part | None,
+    body: bytes,
+    content_type: str,
+    relayed: bool,
+) -> Response:
+    """The relayed or local answer to an admitted request."""
+    if relayed:
+        query = request.query_params.multi_items()
+        return await relay_http(state, "/v1/speech-to-text", query, body, content_type, stream=False)
+    if upload is None:
+        if form.cloud_storage_url or form.source_url:
             raise BadRequest(
                 400,
                 "unsupported_feature",
-                "webhook=true is not served locally: omit it to get the transcript.",
+                "cloud_storage_url and source_url are not served locally: this server does not "
+                "fetch remote files. Upload the audio as the 'file' field instead.",
             )
-        return JSONResponse(await transcribe(state, form, upload.data))
-    except BadRequest as exc:
-        return exc.response()
+        raise BadRequest(422, "invalid_request", "Provide the audio as a 'file' field.")
+    if form.webhook:
+        raise BadRequest(
+            400,
+            "unsupported_feature",
+            "webhook=true is not served locally: omit it to get the transcript.",
+        )
+    return JSONResponse(await transcribe(state, form, upload.data))

@@ -127,6 +127,7 @@ async def realtime(ws: WebSocket) -> None:
             params,
             max_chunk_seconds=settings.stt_max_chunk_seconds,
             inactivity_timeout_s=settings.stt_inactivity_timeout_s,
+            max_frame_bytes=settings.max_message_bytes,
             now=time.monotonic(),
         )
         return session, _Realtime(state, sock, session, engine)
@@ -201,6 +202,8 @@ class _Realtime(Route[STTEvent]):
 
 
 _COMMIT = object()
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+"""Every WebM (Matroska, EBML) stream starts with these four bytes."""
 
 
 class _Arrivals:
@@ -244,6 +247,8 @@ class _EncodedInput:
         self.sender = sender
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.failed: Exception | None = None
+        self.head = b""
+        """The stream's first bytes, until there are enough to check the WebM signature."""
         self.error_sent: asyncio.Task[None] | None = None
         self.decoder = StreamingDecoder(
             "webm",
@@ -264,6 +269,15 @@ class _EncodedInput:
     async def feed(self, data: bytes) -> None:
         if self.failed is not None:
             raise self._error()
+        if len(self.head) < len(EBML_MAGIC):
+            self.head += data[: len(EBML_MAGIC) - len(self.head)]
+            if not EBML_MAGIC.startswith(self.head):
+                # FFmpeg's probe would wait for more bytes for ever (issue 14: no error in 6 s).
+                raise stt_error(
+                    INPUT_ERROR,
+                    "The webm_opus stream could not be decoded: it does not start with a WebM "
+                    "(EBML) header. Send MediaRecorder's output from its first chunk.",
+                )
         if self.task.done():
             self.task.result()  # re-raise a recogniser failure here, in the session's task
         self.decoder.feed(data)

@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
 from speechwire.engines.registry import UnknownModel, UnknownVoice
 from speechwire.engines.synthesis import AudioOut, SpeechPipeline
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
+from speechwire.server.access.auth import http_caller, limited
 from speechwire.server.relay import relay_http, relays
 from speechwire.server.speech import pipeline_for
-from speechwire.server.state import server_state
+from speechwire.server.state import KEY_LIMIT, Refusal, ServerState, server_state
 
 router = APIRouter()
+log = logging.getLogger("speechwire.server")
 Respond = Callable[[SpeechPipeline, str], Awaitable[Response]]
 
 MAX_HTTP_TEXT_CHARS = 40_000
@@ -45,8 +49,8 @@ class StreamRequest(BaseModel):
     language_code: str | None = None
     voice_settings: VoiceSettings | None = None
     seed: int | None = None
-    previous_text: str | None = None
-    next_text: str | None = None
+    previous_text: str | None = Field(default=None, max_length=MAX_HTTP_TEXT_CHARS)
+    next_text: str | None = Field(default=None, max_length=MAX_HTTP_TEXT_CHARS)
 
 
 AUDIO_TAG = re.compile(r"\[[A-Za-z][A-Za-z '-]{0,38}\]\s?")
@@ -66,19 +70,16 @@ def _body_model_id(raw: bytes) -> str | None:
     return model if isinstance(model, str) else None
 
 
-async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str] | Response:
-    """The pipeline and text of a local request; or the response: the cloud's, or an error."""
-    state = server_state(request.app)
-    raw = await request.body()
-    if relays(state, _body_model_id(raw), stt=False):
-        query = request.query_params.multi_items()
-        return await relay_http(state, request.url.path, query, raw, "application/json", stream=True)
+def _prepare(
+    state: ServerState, request: Request, raw: bytes, voice_id: str
+) -> tuple[SpeechPipeline, str] | Response:
+    """The pipeline and text of a local request, or the error response."""
     try:
         fmt = AudioFormat.parse(request.query_params.get("output_format", DEFAULT_OUTPUT_FORMAT))
     except UnsupportedFormat as exc:
         return _error(422, "unsupported_output_format", str(exc))
     try:
-        body = StreamRequest.model_validate_json(await request.body())
+        body = StreamRequest.model_validate_json(raw)
     except ValidationError as exc:
         return _error(422, "invalid_request", "; ".join(e["msg"] for e in exc.errors()[:5]))
     try:
@@ -93,14 +94,65 @@ async def _prepare(request: Request, voice_id: str) -> tuple[SpeechPipeline, str
     return pipeline_for(state, engine, voice, body.voice_settings, fmt), text
 
 
+def refused_response(refusal: Refusal) -> JSONResponse:
+    """An HTTP request the server cannot take now: 429 when its key holds its share, 503 when
+    the server or its engines are full (both say to try again; neither is the caller's fault)."""
+    status = 429 if refusal.error == KEY_LIMIT else 503
+    return JSONResponse(
+        {"detail": {"status": refusal.error, "message": refusal.message}},
+        status_code=status,
+        headers={"Retry-After": "1"},
+    )
+
+
+class HeldResponse(Response):
+    """A response that holds its session's place until it has been sent in full (or the
+    client left): a streamed synthesis is engine work for as long as it streams."""
+
+    def __init__(self, inner: Response, release: Callable[[], None]) -> None:
+        self.inner = inner
+        self.release = release
+        self.status_code = inner.status_code
+        self.background = inner.background
+        self.raw_headers = inner.raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self.inner.background = self.background
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
+
+
 def _post(suffix: str) -> Callable[[Respond], Respond]:
-    """Register ``POST /v1/text-to-speech/{voice_id}<suffix>``: relayed or prepared by
-    ``_prepare`` (one place for both), then answered by the decorated function."""
+    """Register ``POST /v1/text-to-speech/{voice_id}<suffix>``: admitted like a WebSocket
+    session (the server's and the key's caps; issue 14: 20 concurrent streams of one key all
+    got 200 where WebSocket stops at 16), then relayed or prepared by ``_prepare`` (one place
+    for both), then answered by the decorated function."""
 
     def register(respond: Respond) -> Respond:
-        async def endpoint(request: Request, voice_id: str) -> Response:
-            prepared = await _prepare(request, voice_id)
-            return prepared if isinstance(prepared, Response) else await respond(*prepared)
+        async def endpoint(request: Request, voice_id: str, caller: str = Depends(http_caller)) -> Response:
+            state = server_state(request.app)
+            raw = await request.body()
+            relayed = relays(state, _body_model_id(raw), stt=False)
+            key = caller if limited(caller) else None
+            admission = state.admit(None, "tts", local=not relayed, caller=key)
+            if isinstance(admission, Refusal):
+                log.info("HTTP synthesis refused: %s (%s)", admission.error, admission.message)
+                state.metrics.refused.labels("tts_http", admission.error).inc()
+                return refused_response(admission)
+            try:
+                if relayed:
+                    query = request.query_params.multi_items()
+                    path = request.url.path
+                    response = await relay_http(state, path, query, raw, "application/json", stream=True)
+                else:
+                    prepared = _prepare(state, request, raw, voice_id)
+                    response = prepared if isinstance(prepared, Response) else await respond(*prepared)
+            except BaseException:
+                admission()
+                raise
+            return HeldResponse(response, admission)
 
         endpoint.__doc__ = respond.__doc__
         router.add_api_route(f"/v1/text-to-speech/{{voice_id}}{suffix}", endpoint, methods=["POST"])
