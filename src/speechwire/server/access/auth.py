@@ -68,9 +68,11 @@ def key_is_valid(state: ServerState, key: str | None) -> bool:
     """Constant-time comparison against every configured key."""
     if not key:
         return False
-    return any(
-        hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in state.settings.api_keys
-    )
+    try:
+        presented = key.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800", valid JSON): no key has one
+        return False
+    return any(hmac.compare_digest(presented, k.get_secret_value().encode()) for k in state.settings.api_keys)
 
 
 def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
@@ -82,6 +84,21 @@ def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
         return True
     host = conn.headers.get("host", "")
     return urlsplit(origin).netloc == host  # the page this server serves itself
+
+
+FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded")
+
+
+def client_address(conn: HTTPConnection, state: ServerState) -> str:
+    """The address a key-less caller's budget is counted against. A forwarded address is believed
+    only from ``trusted_proxies`` (their ``ProxyHeadersMiddleware`` has already put it in
+    ``conn.client``); without any, every request that names one shares a single budget, so
+    writing a fresh ``X-Forwarded-For`` each time buys nothing, whoever rewrote ``conn.client``."""
+    if not state.settings.trusted_proxies and any(
+        name in FORWARDED_HEADERS for name, _ in conn.scope.get("headers", [])
+    ):
+        return "forwarded"
+    return conn.client.host if conn.client else "unknown"
 
 
 def minted_with_key(owner: str) -> bool:
@@ -131,7 +148,7 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
     if not origin_allowed(ws, state):
         return refused
     if not state.settings.api_keys:
-        return "ip:" + (ws.client.host if ws.client else "unknown")
+        return "ip:" + client_address(ws, state)
     key = presented_key(ws)
     if key is None and kind == "tts_websocket":
         # The TTS protocol also carries the key in the first message.
@@ -181,7 +198,7 @@ def require_key(request: Request) -> str:
     """HTTP routes: the caller's name, or 401 in the HTTP API's error shape."""
     state = server_state(request.app)
     if not state.settings.api_keys:
-        return "ip:" + (request.client.host if request.client else "unknown")
+        return "ip:" + client_address(request, state)
     key = presented_key(request)
     if not key_is_valid(state, key):
         status = INVALID_API_KEY if key else AUTHENTICATION_REQUIRED
@@ -231,7 +248,7 @@ async def single_use_token(token_type: str, request: Request) -> dict[str, Any]:
         and origin is not None
         and presented_key(request) is None
     ):
-        owner = "page:" + (request.client.host if request.client else "unknown")
+        owner = "page:" + client_address(request, state)
     else:
         owner = require_key(request)
     await check_rate(request, owner)
