@@ -206,12 +206,24 @@ async def test_a_rebinding_page_cannot_open_sessions_on_a_dev_server(dev: Runnin
 
 
 async def test_a_rebinding_page_cannot_mint_page_tokens(keyed: RunningServer) -> None:
+    """A keyed server with page tokens and no ``allowed_hosts``: the page at the rebinding name
+    is not the server's own page, so its Origin is refused; programs (with a key) may use any
+    name, and the page on an allowed origin still gets its token."""
     evil = f"rebind.example:{keyed.port}"
     async with httpx.AsyncClient(base_url=keyed.http_url) as http:
         minted = await http.post(MINT, headers={"host": evil, "origin": f"http://{evil}"})
-        assert minted.status_code == 400, minted.text
-        # The page on an allowed origin still gets its token.
+        assert minted.status_code == 403, minted.text
+        assert minted.json()["detail"]["status"] == "origin_not_allowed"
         assert (await http.post(MINT, headers={"origin": ORIGIN})).status_code == 200
+        by_name = await http.get("/v1/voices", headers={"host": "speech.example", "xi-api-key": KEY})
+        assert by_name.status_code == 200
+    frame, code = await _refusal(
+        f"ws://{evil}{TTS}",
+        json.dumps({"text": " ", "xi_api_key": KEY}),
+        host="127.0.0.1",
+        origin=f"http://{evil}",
+    )
+    assert frame["error"] == "origin_not_allowed" and code == 1008
 
 
 async def test_names_in_allowed_hosts_are_served() -> None:

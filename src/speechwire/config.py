@@ -199,9 +199,11 @@ class Settings(BaseSettings):
     # Access (issue 14)
     allowed_hosts: CommaList = Field(default_factory=list)
     """Host names this server answers to (the ``Host`` header) besides loopback names and IP
-    addresses, e.g. ``speech.example.com,*.example.org``; ``*`` turns the check off. A request for
-    any other name is refused (400): that is how a DNS-rebinding page, whose name now points at
-    this server, is told apart from a page this server serves."""
+    addresses, e.g. ``speech.example.com,*.example.org``; ``*`` turns the check off. That is how a
+    DNS-rebinding page, whose name now points at this server, is told apart from a page this
+    server serves. A server without keys, or with this list, refuses a request for any other name
+    (400); a keyed server without it serves programs by any name but counts a browser page as its
+    own only at a listed name."""
     trusted_proxies: CommaList = Field(default_factory=list)
     """Addresses (or networks, ``10.0.0.0/8``) of reverse proxies whose ``X-Forwarded-For`` and
     ``X-Forwarded-Proto`` are believed; nobody's by default, so a client cannot pick the address

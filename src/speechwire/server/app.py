@@ -251,9 +251,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Access (issue 14): added last, so they run first. Forwarded headers are believed only from
     # the configured proxies; uvicorn's own reading, which believes any loopback peer, must be
-    # off where uvicorn is configured (``proxy_headers=False``).
+    # off where uvicorn is configured (``proxy_headers=False``). The Host is checked on every
+    # request of a key-less server, or once names are listed (``access.hosts`` says why).
     app.add_middleware(web.NoSniff)
-    app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
+    if not settings.api_keys or settings.allowed_hosts:
+        app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -7,8 +7,9 @@ Order of checks for a WebSocket, each refusal in the protocol's own error shape:
    as upstream: it is accepted from any ``Origin`` — that is how a page on the app's own origin
    uses ``@elevenlabs/client``. A token minted without a key (a key-less dev server, or the demo
    page with ``page_tokens``) proves nothing about the page, so its socket still passes 2;
-2. a browser's ``Origin`` must be the server's own or in ``allowed_origins`` (a page elsewhere
-   must not borrow a user's network position or cookies, nor a dev server's open door);
+2. a browser's ``Origin`` must be the server's own (at a name it answers to: not a DNS-rebinding
+   page's) or in ``allowed_origins`` (a page elsewhere must not borrow a user's network position
+   or cookies, nor a dev server's open door);
 3. otherwise, with API keys configured: the ``xi-api-key`` header, ``authorization: Bearer``,
    or, on TTS routes, ``xi_api_key`` / ``xi-api-key`` / ``authorization`` in the first message;
 4. the caller (the key, the key that minted the token, or the client address on a dev server)
@@ -33,6 +34,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
+from speechwire.server.access.hosts import host_allowed
 from speechwire.server.access.tokens import TOKEN_TYPES, TokenType
 from speechwire.server.state import ServerState, server_state
 
@@ -83,7 +85,9 @@ def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
     if "*" in allowed or origin in allowed:
         return True
     host = conn.headers.get("host", "")
-    return urlsplit(origin).netloc == host  # the page this server serves itself
+    # The page this server serves itself, at a name it answers to: a DNS-rebinding page is its
+    # own origin too, on a name that is not this server's (``access.hosts``).
+    return urlsplit(origin).netloc == host and host_allowed(host, state.settings.allowed_hosts)
 
 
 FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded")

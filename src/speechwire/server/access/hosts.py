@@ -7,6 +7,12 @@ it away: no server of ours is called ``attacker.example``. IP literals cannot be
 loopback names are resolved by the browser itself, so those always pass; any other name must be
 listed (``allowed_hosts``).
 
+Where it is checked: on a server without keys (its door is open to whoever reaches it) and on any
+server with ``allowed_hosts`` set, every request (``HostCheck``). On a keyed server without the
+list, programs may use any name (they hold a key; rebinding is a browser's doing) and the Origin
+check counts a page as the server's own only at a name that passes here (``auth.origin_allowed``),
+which is what page tokens and sessions from the server's own page depend on.
+
 Why no forwarded headers by default: ``X-Forwarded-For`` is whatever the client wrote unless a
 proxy of ours wrote it, and the page-token rate limit is counted per client address.
 uvicorn's ``ProxyHeadersMiddleware`` does the parsing, added by ``server.app`` only with
