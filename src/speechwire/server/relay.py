@@ -87,7 +87,12 @@ async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket
     try:
         await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
     except UpstreamRefused as exc:
-        log.warning("relay to the cloud refused: HTTP %s", exc.status)
+        if exc.status in (401, 403):
+            log.error(
+                "the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", exc.status
+            )
+        else:
+            log.warning("relay to the cloud refused: HTTP %s", exc.status)
         await sock.fail(refused_error(exc, "stt" if stt else "tts"))
 
 
@@ -111,7 +116,7 @@ async def relay_http(
     if status in (401, 403):
         async for _ in chunks:  # drain: the connection closes cleanly
             pass
-        log.warning("relay to the cloud refused the server's credential: HTTP %s", status)
+        log.error("the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", status)
         detail = {"status": "upstream_error", "message": UPSTREAM_CREDENTIAL_REFUSED}
         return JSONResponse({"detail": detail}, status_code=502)
     if stream and status < 400:
