@@ -76,7 +76,7 @@ def _expected_form(annotation: Any) -> str:
         return _expected_form(args[0])
     if origin in (typing.Union, types.UnionType):
         forms = [_expected_form(a) for a in args if a is not type(None)]
-        return " or ".join(forms) + (" (or empty for none)" if type(None) in args else "")
+        return " or ".join(forms)
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin is list:
