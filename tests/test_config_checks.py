@@ -158,8 +158,86 @@ def test_the_example_copied_as_it_is_runs_a_dev_server_and_logs_the_placeholder(
     assert "ELEVENLABS_API_KEY is a placeholder" in output
 
 
-def test_a_real_key_in_env_starts_and_is_demanded(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text(example_with_keys_uncommented().replace(EXAMPLE_API_KEY, REAL_KEY))
+@pytest.mark.parametrize("form", ["json", "plain"])
+def test_a_real_key_in_env_starts_and_is_demanded(tmp_path: Path, form: str) -> None:
+    """``SPEECHWIRE_API_KEYS=["k"]`` as the example shows, or ``SPEECHWIRE_API_KEYS=k`` as people
+    type it (issue 14: the plain form crashed start-up with a pydantic traceback)."""
+    text = example_with_keys_uncommented().replace(EXAMPLE_API_KEY, REAL_KEY)
+    if form == "plain":
+        text = text.replace(f'SPEECHWIRE_API_KEYS=["{REAL_KEY}"]', f"SPEECHWIRE_API_KEYS={REAL_KEY}")
+        assert f"SPEECHWIRE_API_KEYS={REAL_KEY}\n" in text
+    (tmp_path / ".env").write_text(text)
     with running(tmp_path, "--dev") as (url, _):
         assert httpx.get(f"{url}/v1/voices", timeout=10).status_code == 401
         assert httpx.get(f"{url}/v1/voices", headers={"xi-api-key": REAL_KEY}, timeout=10).status_code == 200
+
+
+# --- issue 14: settings people type, and one line for each bad one ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "keys"),
+    [
+        ("sw_one_0000000000000000000000", ["sw_one_0000000000000000000000"]),
+        (" sw_a_000000000000000000000000 , sw_b_000000000000000000000000 ", None),
+        ('["sw_a_000000000000000000000000", "sw_b_000000000000000000000000"]', None),
+    ],
+    ids=["plain", "comma-separated", "json"],
+)
+def test_api_keys_plain_comma_separated_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, keys: list[str] | None
+) -> None:
+    monkeypatch.setenv("SPEECHWIRE_API_KEYS", value)
+    expected = keys or ["sw_a_000000000000000000000000", "sw_b_000000000000000000000000"]
+    assert [k.get_secret_value() for k in Settings(_env_file=None).api_keys] == expected  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("SPEECHWIRE_MAX_SESSIONS", "lots", "a whole number"),
+        ("SPEECHWIRE_DEV", "maybe", "true or false"),
+        ("SPEECHWIRE_SEND_TIMEOUT_S", "ten", "a number"),
+        ("SPEECHWIRE_TTS_BACKEND", "cloud", "one of local, elevenlabs"),
+        ("SPEECHWIRE_TTS_VOICE_ALIASES", "{joe", "a JSON object"),
+        ("SPEECHWIRE_API_KEYS", '["sw_secret_part_000000000000", ', "comma-separated list"),
+        ("SPEECHWIRE_ALLOWED_HOSTS", "[1, 2", "comma-separated list"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable_and_the_form(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError) as bad:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    message = str(bad.value)
+    assert "\n" not in message and message.startswith(variable), message
+    assert said in message and ".env.example" in message
+    assert "sw_secret_part" not in message  # the value may be a key: never echoed
+
+
+def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:
+    """No traceback, one line that names the variable (exit code: see the report of issue 14,
+    the ``serve`` command's settings error path)."""
+    (tmp_path / ".env").write_text(f"SPEECHWIRE_API_KEYS={REAL_KEY}\nSPEECHWIRE_MAX_SESSIONS=lots\n")
+    proc = serve(tmp_path, "--port", str(free_port()))
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode != 0, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "SPEECHWIRE_MAX_SESSIONS" in lines[0] and "a whole number" in lines[0], output
+    assert "Traceback" not in output and REAL_KEY not in output
+
+
+@pytest.mark.parametrize("key", ["abc", "sk_short_123"])
+def test_a_short_elevenlabs_key_is_refused_at_start(key: str) -> None:
+    """Every secret is blanked in the logs by its value; a short one could not be (a 3-character
+    key was never blanked), and no ElevenLabs key is short."""
+    with pytest.raises(InsecureConfiguration) as refused:
+        check_settings(settings(dev=True, elevenlabs_api_key=key))
+    message = str(refused.value)
+    assert "ELEVENLABS_API_KEY" in message and "at least 16" in message and key not in message

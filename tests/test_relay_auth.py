@@ -236,7 +236,10 @@ async def test_sdk_realtime_stt_through_the_relay(
     assert wer(reference, " ".join(committed)).rate <= 0.15, committed
 
 
-def test_upstream_bad_key_reaches_the_tts_client_as_the_protocols_error(bad_relay: RunningServer) -> None:
+def test_upstream_bad_key_reaches_the_tts_client_as_the_servers_failure(bad_relay: RunningServer) -> None:
+    """The cloud refusing the *server's* key is a server error (1011), not ``invalid_api_key``:
+    the client's own key was accepted (issue 14)."""
+
     async def run() -> tuple[dict[str, object], int | None]:
         url = f"{bad_relay.ws_url}/v1/text-to-speech/joe/stream-input?model_id=eleven_flash_v2_5"
         async with websockets.connect(url, additional_headers={"xi-api-key": RELAY_KEY}) as ws:
@@ -246,7 +249,10 @@ def test_upstream_bad_key_reaches_the_tts_client_as_the_protocols_error(bad_rela
             return frame, ws.close_code
 
     frame, code = asyncio.run(run())
-    assert frame["error"] == "invalid_api_key" and code == 1008, frame
+    assert frame["error"] == "upstream_error" and code == 1011, frame
+    assert "server's own credential" in str(frame["message"]) and "ELEVENLABS_API_KEY" in str(
+        frame["message"]
+    )
 
 
 async def test_upstream_bad_key_reaches_the_stt_client(bad_relay: RunningServer) -> None:
@@ -254,7 +260,8 @@ async def test_upstream_bad_key_reaches_the_stt_client(bad_relay: RunningServer)
     async with websockets.connect(url, additional_headers={"xi-api-key": RELAY_KEY}) as ws:
         frame = json.loads(await ws.recv())
         await ws.wait_closed()
-    assert frame["message_type"] == "auth_error" and ws.close_code == 1008, frame
+    assert frame["message_type"] == "error" and ws.close_code == 1011, frame
+    assert "server's own credential" in frame["error"]
 
 
 def test_upstream_bad_key_reaches_the_http_client(bad_relay: RunningServer) -> None:
@@ -263,7 +270,9 @@ def test_upstream_bad_key_reaches_the_http_client(bad_relay: RunningServer) -> N
         json={"text": TEXT},
         headers={"xi-api-key": RELAY_KEY},
     )
-    assert response.status_code == 401 and "invalid_api_key" in response.text
+    assert response.status_code == 502, response.text
+    detail = response.json()["detail"]
+    assert detail["status"] == "upstream_error" and "server's own credential" in detail["message"]
 
 
 # --- 2. keys, tokens, origins, rate limits ------------------------------------------------------

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Literal
+import re
+import types
+import typing
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 EXAMPLE_API_KEY = "sw_replace-with-a-long-random-key"
 """``.env.example``'s placeholder for ``SPEECHWIRE_API_KEYS``: published, so never a key."""
@@ -15,6 +27,9 @@ EXAMPLE_ELEVENLABS_KEY = "your-elevenlabs-api-key-here"
 MIN_API_KEY_CHARS = 24
 """Shortest key accepted: ``secrets.token_urlsafe(32)`` gives 43 characters; a short key is
 a password someone typed, and guessable."""
+MIN_SECRET_CHARS = 16
+"""Shortest ``ELEVENLABS_API_KEY`` accepted: every secret the server holds is blanked in its logs,
+which only works for a secret too long to be an ordinary word."""
 KEY_COMMAND = "python -c \"import secrets; print('sw_' + secrets.token_urlsafe(32))\""
 """How to make a key, quoted in every message that refuses one."""
 _PLACEHOLDER_WORDS = ("replace", "your-", "your_", "changeme", "change-me", "placeholder", "example")
@@ -27,6 +42,54 @@ def looks_like_placeholder(value: str) -> bool:
     return lowered in (EXAMPLE_API_KEY, EXAMPLE_ELEVENLABS_KEY) or any(
         word in lowered for word in _PLACEHOLDER_WORDS
     )
+
+
+class BadSetting(ValueError):
+    """A setting that cannot be read: one line naming the variable and the form it takes (never
+    the value, which may be a key)."""
+
+
+def _comma_or_json(value: object) -> object:
+    """``a,b`` or ``["a", "b"]``: people type the first, the documentation showed the second."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_or_json)]
+"""A list setting given as ``a,b,c`` or as a JSON list."""
+
+
+def env_name(field: str) -> str:
+    """The variable that sets ``field`` (``ELEVENLABS_API_KEY`` keeps its upstream name)."""
+    return "ELEVENLABS_API_KEY" if field == "elevenlabs_api_key" else f"SPEECHWIRE_{field.upper()}"
+
+
+def _expected_form(annotation: Any) -> str:
+    """What a value of ``annotation`` looks like, in words for the one-line error."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Annotated:
+        return _expected_form(args[0])
+    if origin in (typing.Union, types.UnionType):
+        forms = [_expected_form(a) for a in args if a is not type(None)]
+        return " or ".join(forms)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin is list:
+        return 'a comma-separated list (a,b) or a JSON list (["a", "b"])'
+    if origin is dict:
+        return 'a JSON object ({"name": "value"})'
+    return {
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "text",
+        SecretStr: "text",
+    }.get(annotation, str(annotation))
 
 
 def _cores() -> int:
@@ -96,13 +159,16 @@ class Settings(BaseSettings):
     """WebSocket pings from the server; a peer that misses ``ping_timeout_s`` is dropped, so dead
     connections (a laptop lid closed) free their session within seconds, not TCP's minutes."""
     ping_timeout_s: float = 10.0
-    api_keys: list[SecretStr] = Field(default_factory=list)
-    """Keys that open sessions and mint single-use tokens (JSON list in ``SPEECHWIRE_API_KEYS``).
+    api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(_comma_or_json)] = Field(
+        default_factory=list
+    )
+    """Keys that open sessions and mint single-use tokens (``SPEECHWIRE_API_KEYS``: comma-separated
+    or a JSON list).
     Without any, the server runs only with ``dev`` set, and only on loopback."""
     dev: bool = False
     """Development switch: allows running without API keys (then everyone is admitted), on a loopback
     address only; with keys set it changes nothing."""
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: CommaList = Field(default_factory=list)
     """Browser origins allowed to open sessions (``Origin`` header), besides the server's own;
     ``["*"]`` allows any. Connections without an Origin (programs, not browsers) are unaffected."""
     page_tokens: bool = False
@@ -154,7 +220,31 @@ class Settings(BaseSettings):
     max_connections: int = 1024
     """Open connections (HTTP and WebSocket) beyond which new HTTP requests get 503 and new
     WebSockets are refused (uvicorn's ``limit_concurrency``); a reverse proxy should cap too."""
+    # Access (issue 14)
+    allowed_hosts: CommaList = Field(default_factory=list)
+    """Host names this server answers to (the ``Host`` header) besides loopback names and IP
+    addresses, e.g. ``speech.example.com,*.example.org``; ``*`` turns the check off. That is how a
+    DNS-rebinding page, whose name now points at this server, is told apart from a page this
+    server serves. A server without keys, or with this list, refuses a request for any other name
+    (400); a keyed server without it serves programs by any name but counts a browser page as its
+    own only at a listed name."""
+    trusted_proxies: CommaList = Field(default_factory=list)
+    """Addresses (or networks, ``10.0.0.0/8``) of reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed; nobody's by default, so a client cannot pick the address
+    its rate limit is counted against."""
+
     _ignored_elevenlabs_placeholder: bool = PrivateAttr(default=False)
+
+    def __init__(self, **values: Any) -> None:
+        """As pydantic-settings builds it, but a bad value is one ``BadSetting`` line."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise BadSetting(_explain(exc)) from None
+        except SettingsError as exc:
+            match = re.search(r'field "(\w+)"', str(exc))
+            field = match.group(1) if match else "?"
+            raise BadSetting(_explain_field(field, "cannot be parsed")) from None
 
     @model_validator(mode="after")
     def _drop_elevenlabs_placeholder(self) -> Settings:
@@ -182,3 +272,19 @@ class Settings(BaseSettings):
         if self.redis_url is not None:  # may hold a password
             keys.append(self.redis_url.get_secret_value())
         return keys
+
+
+def _explain_field(field: str, problem: str) -> str:
+    info = Settings.model_fields.get(field)
+    form = _expected_form(info.annotation) if info is not None else "see .env.example"
+    return f"{env_name(field)}: {problem}; expected {form} (see .env.example)"
+
+
+def _explain(exc: ValidationError) -> str:
+    """The first error of ``exc`` as one line, without the value (it may be a secret)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(_explain_field(field, message[:1].lower() + message[1:]))
+    return "; ".join(dict.fromkeys(lines))

@@ -4,7 +4,10 @@ Why a relay and not a re-implementation: the cloud already speaks the protocol o
 speak, so the cheapest correct thing is to pass frames through unchanged, except for the two
 things that must never cross: the client's credentials for *our* server (scrubbed from the query
 and the first message), and *our* key for the cloud (added as a header here, never sent back).
-Upstream errors arrive in the protocol's own shape and are forwarded as they are, close code too.
+Upstream errors arrive in the protocol's own shape and are forwarded as they are, close code too,
+except a credential error: upstream sees no credential but ours, so it is about the server's key,
+and passing it on as ``invalid_api_key`` would make our client blame its own (valid) key. It ends
+the relay as ``UpstreamRefused`` instead, which the server reports as its own failure.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ CLIENT_CREDENTIAL_PARAMS = frozenset(
     {"token", "single_use_token", "authorization", "xi-api-key", "xi_api_key"}
 )
 CLIENT_CREDENTIAL_FIELDS = ("xi_api_key", "xi-api-key", "authorization")
+UPSTREAM_AUTH_ERRORS = frozenset({"invalid_api_key", "authentication_required"})
+"""TTS error codes for a refused credential (Scribe's is ``message_type: auth_error``)."""
+_ERROR_FRAME_MAX = 4096
+"""Error frames are short; audio frames are long and are not parsed."""
 
 
 class FramePeer(Protocol):
@@ -52,6 +59,19 @@ class UpstreamRefused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def is_credential_error(frame: str | bytes) -> bool:
+    """Whether an upstream frame says the credential was refused (the protocol's error frame)."""
+    if not isinstance(frame, str) or len(frame) > _ERROR_FRAME_MAX or "error" not in frame:
+        return False
+    try:
+        data = json.loads(frame)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    return data.get("error") in UPSTREAM_AUTH_ERRORS or data.get("message_type") == "auth_error"
 
 
 def scrub_query(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -173,6 +193,8 @@ async def _pipe(peer: FramePeer, upstream: Any) -> None:
     async def upstream_to_client() -> None:
         with contextlib.suppress(ConnectionClosed):
             async for frame in upstream:
+                if is_credential_error(frame):
+                    raise UpstreamRefused(401, "The speech service refused this server's credential.")
                 await peer.send(frame)
 
     up = asyncio.create_task(client_to_upstream())
@@ -180,6 +202,8 @@ async def _pipe(peer: FramePeer, upstream: Any) -> None:
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         if down in done:
+            if (refused := down.exception()) is not None:
+                raise refused
             # The cloud ended the session: end ours the same way (its error frame was forwarded).
             code = upstream.close_code or 1000
             await peer.close(1000 if code == 1005 else code, upstream.close_reason or "")
@@ -200,6 +224,7 @@ __all__ = [
     "ElevenLabsCloud",
     "FramePeer",
     "UpstreamRefused",
+    "is_credential_error",
     "scrub_frame",
     "scrub_query",
 ]

@@ -13,12 +13,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from speechwire import __version__
 from speechwire.config import (
     EXAMPLE_API_KEY,
     KEY_COMMAND,
     MIN_API_KEY_CHARS,
+    MIN_SECRET_CHARS,
     Settings,
     looks_like_placeholder,
 )
@@ -26,6 +28,7 @@ from speechwire.engines.base import STTEngine, TTSEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
+from speechwire.server.access.hosts import HostCheck
 from speechwire.server.access.limits import Limiter, RateLimiter
 from speechwire.server.access.tokens import MemoryTokenStore, TokenStore
 from speechwire.server.ops import logs, memory
@@ -109,7 +112,8 @@ def check_settings(settings: Settings) -> None:
             )
     if not settings.api_keys and not settings.dev:
         raise InsecureConfiguration(
-            "No API keys: set SPEECHWIRE_API_KEYS (a JSON list) or, for development on this "
+            "No API keys: set SPEECHWIRE_API_KEYS (comma-separated, or a JSON list) or, for "
+            "development on this "
             "machine only, run with --dev (SPEECHWIRE_DEV=true)."
         )
     if settings.ignored_elevenlabs_placeholder:
@@ -117,6 +121,15 @@ def check_settings(settings: Settings) -> None:
             "ELEVENLABS_API_KEY is a placeholder (.env.example's?): treated as unset, nothing is "
             "sent to the ElevenLabs cloud. Put your key from "
             "https://elevenlabs.io/app/settings/api-keys there, or delete the line."
+        )
+    cloud_key = settings.elevenlabs_api_key
+    if cloud_key is not None and len(cloud_key.get_secret_value().strip()) < MIN_SECRET_CHARS:
+        # A key this short is not an ElevenLabs key (theirs are 51 characters), and a short
+        # secret cannot be blanked in logs without blanking ordinary words.
+        raise InsecureConfiguration(
+            f"ELEVENLABS_API_KEY has {len(cloud_key.get_secret_value().strip())} characters (at least "
+            f"{MIN_SECRET_CHARS}): put your key from https://elevenlabs.io/app/settings/api-keys "
+            "there, or delete the line."
         )
     for backend in (settings.tts_backend, settings.stt_backend):
         if backend == "elevenlabs" and settings.elevenlabs_api_key is None:
@@ -199,7 +212,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool.close()
             stt_pool.close()
 
-    app = FastAPI(title="speechwire", version=__version__, lifespan=lifespan)
+    # Access (issue 14): the API description is a map of every route for whoever asks, so it is
+    # served only by a development server.
+    docs = settings.dev
+    app = FastAPI(
+        title="speechwire",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     origins = [o for o in settings.allowed_origins if o != "*"] or (["*"] if settings.allowed_origins else [])
     if origins:
         # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
@@ -233,6 +256,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok", "version": __version__})
 
     web.mount(app)
+
+    # Access (issue 14): added last, so they run first. Forwarded headers are believed only from
+    # the configured proxies; uvicorn's own reading, which believes any loopback peer, must be
+    # off where uvicorn is configured (``proxy_headers=False``). The Host is checked on every
+    # request of a key-less server, or once names are listed (``access.hosts`` says why).
+    app.add_middleware(web.NoSniff)
+    if not settings.api_keys or settings.allowed_hosts:
+        app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 

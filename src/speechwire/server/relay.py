@@ -1,6 +1,7 @@
 """The relay to the ElevenLabs cloud, as routes see it: which requests and sessions go to the
 cloud, the WebSocket relay of a whole session (our client as a ``FramePeer``), the HTTP relay of
-one request, and how a refusal upstream reaches our client. The cloud client itself (connecting,
+one request, and how a refusal upstream reaches our client (a refused server credential is the
+server's failure: 1011 / 502, never the client's ``invalid_api_key``). The cloud client itself (connecting,
 pumping frames, the key) is ``engines/elevenlabs.py``."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from speechwire.engines.elevenlabs import UpstreamRefused
-from speechwire.protocol.errors import INTERNAL_ERROR, POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
+from speechwire.protocol.errors import INTERNAL_ERROR, TRY_AGAIN_LATER, ProtocolError
 from speechwire.server.state import ServerState
 from speechwire.server.ws.session_socket import SessionSocket
 
@@ -60,11 +61,19 @@ def relays(state: ServerState, model_id: str | None, stt: bool) -> bool:
     return backend == "elevenlabs" or (model_id or "") in state.settings.elevenlabs_models
 
 
+UPSTREAM_CREDENTIAL_REFUSED = (
+    "The speech service refused this server's own credential (its ELEVENLABS_API_KEY), not "
+    "yours: the server's operator must replace it."
+)
+
+
 def refused_error(exc: UpstreamRefused, kind: str) -> ProtocolError:
-    """How a refused upstream connection reaches our client, in the protocol's shape."""
+    """How a refused upstream connection reaches our client, in the protocol's shape. Refused
+    credentials are the server's (the client's never go upstream): a server error (1011), never
+    the ``invalid_api_key`` / ``auth_error`` that tells a client its own key is wrong."""
     if exc.status in (401, 403):
-        error = "auth_error" if kind == "stt" else "invalid_api_key"
-        return ProtocolError(error, "The server's key for the speech service was refused.", POLICY_VIOLATION)
+        error = "error" if kind == "stt" else "upstream_error"
+        return ProtocolError(error, UPSTREAM_CREDENTIAL_REFUSED, INTERNAL_ERROR)
     if exc.status == 0:
         return ProtocolError(
             "error" if kind == "stt" else "service_unavailable", exc.message, TRY_AGAIN_LATER
@@ -78,7 +87,12 @@ async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket
     try:
         await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
     except UpstreamRefused as exc:
-        log.warning("relay to the cloud refused: HTTP %s", exc.status)
+        if exc.status in (401, 403):
+            log.error(
+                "the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", exc.status
+            )
+        else:
+            log.warning("relay to the cloud refused: HTTP %s", exc.status)
         await sock.fail(refused_error(exc, "stt" if stt else "tts"))
 
 
@@ -99,6 +113,12 @@ async def relay_http(
     except UpstreamRefused as exc:
         detail = {"status": "service_unavailable", "message": exc.message}
         return JSONResponse({"detail": detail}, status_code=503)
+    if status in (401, 403):
+        async for _ in chunks:  # drain: the connection closes cleanly
+            pass
+        log.error("the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", status)
+        detail = {"status": "upstream_error", "message": UPSTREAM_CREDENTIAL_REFUSED}
+        return JSONResponse({"detail": detail}, status_code=502)
     if stream and status < 400:
         return StreamingResponse(chunks, status_code=status, media_type=media_type)
     data = b"".join([chunk async for chunk in chunks])

@@ -7,8 +7,9 @@ Order of checks for a WebSocket, each refusal in the protocol's own error shape:
    as upstream: it is accepted from any ``Origin`` — that is how a page on the app's own origin
    uses ``@elevenlabs/client``. A token minted without a key (a key-less dev server, or the demo
    page with ``page_tokens``) proves nothing about the page, so its socket still passes 2;
-2. a browser's ``Origin`` must be the server's own or in ``allowed_origins`` (a page elsewhere
-   must not borrow a user's network position or cookies, nor a dev server's open door);
+2. a browser's ``Origin`` must be the server's own (at a name it answers to: not a DNS-rebinding
+   page's) or in ``allowed_origins`` (a page elsewhere must not borrow a user's network position
+   or cookies, nor a dev server's open door);
 3. otherwise, with API keys configured: the ``xi-api-key`` header, ``authorization: Bearer``,
    or, on TTS routes, ``xi_api_key`` / ``xi-api-key`` / ``authorization`` in the first message;
 4. the caller (the key, the key that minted the token, or the client address on a dev server)
@@ -33,6 +34,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
+from speechwire.server.access.hosts import host_allowed
 from speechwire.server.access.tokens import TOKEN_TYPES, TokenType
 from speechwire.server.state import ServerState, server_state
 
@@ -68,9 +70,11 @@ def key_is_valid(state: ServerState, key: str | None) -> bool:
     """Constant-time comparison against every configured key."""
     if not key:
         return False
-    return any(
-        hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in state.settings.api_keys
-    )
+    try:
+        presented = key.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800", valid JSON): no key has one
+        return False
+    return any(hmac.compare_digest(presented, k.get_secret_value().encode()) for k in state.settings.api_keys)
 
 
 def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
@@ -81,7 +85,24 @@ def origin_allowed(conn: HTTPConnection, state: ServerState) -> bool:
     if "*" in allowed or origin in allowed:
         return True
     host = conn.headers.get("host", "")
-    return urlsplit(origin).netloc == host  # the page this server serves itself
+    # The page this server serves itself, at a name it answers to: a DNS-rebinding page is its
+    # own origin too, on a name that is not this server's (``access.hosts``).
+    return urlsplit(origin).netloc == host and host_allowed(host, state.settings.allowed_hosts)
+
+
+FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded")
+
+
+def client_address(conn: HTTPConnection, state: ServerState) -> str:
+    """The address a key-less caller's budget is counted against. A forwarded address is believed
+    only from ``trusted_proxies`` (their ``ProxyHeadersMiddleware`` has already put it in
+    ``conn.client``); without any, every request that names one shares a single budget, so
+    writing a fresh ``X-Forwarded-For`` each time buys nothing, whoever rewrote ``conn.client``."""
+    if not state.settings.trusted_proxies and any(
+        name in FORWARDED_HEADERS for name, _ in conn.scope.get("headers", [])
+    ):
+        return "forwarded"
+    return conn.client.host if conn.client else "unknown"
 
 
 def minted_with_key(owner: str) -> bool:
@@ -131,7 +152,7 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
     if not origin_allowed(ws, state):
         return refused
     if not state.settings.api_keys:
-        return "ip:" + (ws.client.host if ws.client else "unknown")
+        return "ip:" + client_address(ws, state)
     key = presented_key(ws)
     if key is None and kind == "tts_websocket":
         # The TTS protocol also carries the key in the first message.
@@ -181,7 +202,7 @@ def require_key(request: Request) -> str:
     """HTTP routes: the caller's name, or 401 in the HTTP API's error shape."""
     state = server_state(request.app)
     if not state.settings.api_keys:
-        return "ip:" + (request.client.host if request.client else "unknown")
+        return "ip:" + client_address(request, state)
     key = presented_key(request)
     if not key_is_valid(state, key):
         status = INVALID_API_KEY if key else AUTHENTICATION_REQUIRED
@@ -231,7 +252,7 @@ async def single_use_token(token_type: str, request: Request) -> dict[str, Any]:
         and origin is not None
         and presented_key(request) is None
     ):
-        owner = "page:" + (request.client.host if request.client else "unknown")
+        owner = "page:" + client_address(request, state)
     else:
         owner = require_key(request)
     await check_rate(request, owner)

@@ -2,8 +2,11 @@
 
 Why a record factory: it runs for every record of every logger (uvicorn's access log, websockets'
 frame dumps, ours) before any handler, so the session id is always there to format and a key or
-token can never reach a handler. ``configure`` sets the format for ``speechwire serve``: text, or
-one JSON object per line for log pipelines.
+token can never reach a handler. Data frames in websockets' debug dumps are logged as their kind
+and size only: the library elides a long frame to its head and tail, which can cut a key in the
+middle, past the name that redaction recognises, and a key may also straddle two fragments.
+``configure`` sets the format for ``speechwire serve``: text, or one JSON object per line for
+log pipelines.
 """
 
 from __future__ import annotations
@@ -13,12 +16,36 @@ import json
 import logging
 from typing import Any
 
+from websockets.frames import DATA_OPCODES, Frame
+
 from speechwire.server.access.redact import redact
 
 SESSION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("speechwire_session", default="-")
 """The current session's id, set when a session starts; asyncio tasks inherit it."""
 
 _secrets: set[str] = set()
+
+
+class FrameSummary:
+    """What a data frame's log line shows: its kind and size, never its payload."""
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+
+    def __str__(self) -> str:
+        size = len(self.frame.data)
+        more = "" if self.frame.fin else ", continued"
+        return f"{self.frame.opcode.name} [{size} byte{'' if size == 1 else 's'}{more}]"
+
+
+def _summarise_frames(args: Any) -> Any:
+    if isinstance(args, tuple) and any(isinstance(a, Frame) for a in args):
+        return tuple(
+            FrameSummary(a) if isinstance(a, Frame) and a.opcode in DATA_OPCODES else a for a in args
+        )
+    return args
+
+
 _installed = False
 
 
@@ -35,6 +62,7 @@ def install(secrets: list[str]) -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.session_id = SESSION_ID.get()
+        record.args = _summarise_frames(record.args)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: leave it to the handler to report

@@ -2,6 +2,12 @@
 
 Served as plain files (no build step), so a page elsewhere can import them straight from a
 running server: ``import { TTSPlayer } from "http://host:8000/web/speechwire.js"``.
+
+The page carries a Content-Security-Policy: it loads only its own modules, styles and
+AudioWorklets and talks only to its own server (``'self'`` covers ``ws:``/``wss:`` of the same
+host), so an injected script or a frame on someone else's site gets nothing from it. The modules
+themselves carry no policy of their own (a CSP on a script does not apply to the page importing
+it), only ``nosniff``, like every response.
 """
 
 from __future__ import annotations
@@ -11,8 +17,50 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+PAGE_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",  # modules and AudioWorklet modules (worklets follow script-src)
+        "style-src 'self'",
+        "img-src 'self' data:",  # the empty data: favicon
+        "connect-src 'self'",  # fetch and WebSocket to this server only
+        "media-src 'self' blob:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",  # no clickjacking frame around the microphone button
+    )
+)
+PAGE_HEADERS = {
+    "cache-control": "no-cache",
+    "content-security-policy": PAGE_POLICY,
+    "x-frame-options": "DENY",  # frame-ancestors for browsers that predate it
+    "referrer-policy": "no-referrer",
+}
+
+
+class NoSniff:
+    """``X-Content-Type-Options: nosniff`` on every HTTP response: a browser must take a body for
+    what its content type says (JSON is never run as a script, audio never as a page)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-content-type-options"]
+                message = {**message, "headers": [*headers, (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 def mount(app: FastAPI) -> None:
@@ -20,4 +68,4 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", headers={"cache-control": "no-cache"})
+        return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
