@@ -47,7 +47,9 @@ async def open_page(server_url: str, fake_mic: Path | None = None) -> AsyncItera
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         await page.goto(f"{server_url}/?tap=1")
-        await page.wait_for_function("window.speechwireDemo && window.speechwireDemo.tts.state === 'open'")
+        await page.wait_for_function(
+            "() => window.speechwireDemo && window.speechwireDemo.tts.state === 'open'"
+        )
         try:
             yield page
         finally:
@@ -102,9 +104,9 @@ async def test_interrupt_fades_out_and_drops_the_rest(server: RunningServer) -> 
         await page.fill("#tts-text", long_text)
         await page.evaluate("window.speechwireDemo.player.takeTap()")
         await page.click("#speak-button")
-        await page.wait_for_function("window.speechwireDemo.player.stats.playedMs > 1200")
+        await page.wait_for_function("() => window.speechwireDemo.player.stats.playedMs > 1200")
         await page.click("#interrupt-button")
-        await page.wait_for_function("window.speechwireDemo.player.stats.queuedMs === 0")
+        await page.wait_for_function("() => window.speechwireDemo.player.stats.queuedMs === 0")
         await asyncio.sleep(1.0)  # anything of the old context arriving now must not play
         data = await page.evaluate(
             """async () => { const d = window.speechwireDemo; const tap = await d.player.takeTap();
@@ -136,13 +138,13 @@ async def test_status_reconnects_after_a_server_restart_without_reload() -> None
             assert len(first.sent) > 0
             process.kill()
             await page.wait_for_function(
-                "document.querySelector('#tts-status').dataset.state === 'reconnecting'", timeout=10_000
+                "() => document.querySelector('#tts-status').dataset.state === 'reconnecting'", timeout=10_000
             )
             countdown = await page.locator("#tts-status").inner_text()
             assert "reconnecting in" in countdown and "attempt" in countdown
             process.start()
             await page.wait_for_function(
-                "document.querySelector('#tts-status').dataset.state === 'open'", timeout=30_000
+                "() => document.querySelector('#tts-status').dataset.state === 'open'", timeout=30_000
             )
             assert await page.evaluate("window.notReloaded === true")
             after = await speak_in_page(page, "After the restart, this still works.")
@@ -184,7 +186,7 @@ async def test_a_session_time_limit_reconnects_instead_of_failing() -> None:
     try:
         async with open_page(running.http_url) as page:
             await page.wait_for_function(
-                "window.speechwireDemo.ttsStatus.history.filter(s => s === 'open').length >= 2",
+                "() => window.speechwireDemo.ttsStatus.history.filter(s => s === 'open').length >= 2",
                 timeout=15_000,
             )
             history = await page.evaluate("window.speechwireDemo.ttsStatus.history")

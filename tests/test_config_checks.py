@@ -217,8 +217,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_the_form(
 
 
 def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:
-    """No traceback, one line that names the variable (exit code: see the report of issue 14,
-    the ``serve`` command's settings error path)."""
+    """No traceback, one line that names the variable and the form, exit code 2."""
     (tmp_path / ".env").write_text(f"SPEECHWIRE_API_KEYS={REAL_KEY}\nSPEECHWIRE_MAX_SESSIONS=lots\n")
     proc = serve(tmp_path, "--port", str(free_port()))
     try:
@@ -227,7 +226,7 @@ def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode != 0, output
+    assert proc.returncode == 2, output
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and "SPEECHWIRE_MAX_SESSIONS" in lines[0] and "a whole number" in lines[0], output
     assert "Traceback" not in output and REAL_KEY not in output

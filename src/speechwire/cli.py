@@ -120,7 +120,9 @@ async def _connecting(opening: Awaitable[T], url: str) -> T:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from speechwire.config import Settings
+    from rich.text import Text
+
+    from speechwire.config import BadSetting, Settings
     from speechwire.server.app import InsecureConfiguration, create_app
     from speechwire.server.ops.runner import DrainingServer, check_binding, uvicorn_config
 
@@ -129,7 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["tts_engines"] = [e.strip() for e in args.engines.split(",") if e.strip()]
     if args.dev:
         overrides["dev"] = True
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)
+    except BadSetting as exc:  # one line naming the variable and its form, never its value
+        console.print(Text(str(exc), style="red"), soft_wrap=True)
+        return 2
     from speechwire.server.ops import logs
 
     logs.configure(args.log_level, args.log_format)

@@ -47,7 +47,7 @@ async def open_demo(browser: Browser, base_url: str, **page_options: Any) -> Pag
     """A new page on the demo with its tap on (``?tap=1``), once its TTS socket is open."""
     page = await browser.new_page(**page_options)
     await page.goto(f"{base_url}/?tap=1")
-    await page.wait_for_function("window.speechwireDemo?.tts.state === 'open'")
+    await page.wait_for_function("() => window.speechwireDemo?.tts.state === 'open'")
     return page
 
 
@@ -81,7 +81,7 @@ async def transcribe_in_page(
     await page.select_option("#mic-mode", mode)
     await page.click("#mic-start")
     await page.wait_for_function(
-        "window.speechwireDemo.transcriber && window.speechwireDemo.transcriber.state === 'open'"
+        "() => window.speechwireDemo.transcriber && window.speechwireDemo.transcriber.state === 'open'"
     )
     # The file plays from when the device opens; wait for all of it, then for the final commit.
     if midway is not None:
@@ -98,7 +98,7 @@ async def transcribe_in_page(
             break
         await asyncio.sleep(0.1)
     await page.click("#mic-stop")
-    await page.wait_for_function("!document.querySelector('#mic-start').disabled", timeout=10_000)
+    await page.wait_for_function("() => !document.querySelector('#mic-start').disabled", timeout=10_000)
     data = await page.evaluate(
         """() => {
         const d = window.speechwireDemo;

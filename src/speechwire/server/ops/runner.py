@@ -249,7 +249,8 @@ def uvicorn_config(
     the protocol's own error (``message_too_large``) rather than websockets' 1009; larger ones
     are refused on their header. Connections are capped (``max_connections``), request headers
     must arrive within ``header_timeout_s`` and fit h11's 16 KiB, and an unidentified WebSocket's
-    first message is small (``max_preauth_message_bytes``)."""
+    first message is small (``max_preauth_message_bytes``). uvicorn's own forwarded-header reading
+    (which believes any loopback peer) is off: ``server.app`` believes only trusted proxies."""
     ws = type(
         "WebSocketProtocol",
         (GuardedWebSocketProtocol,),
@@ -269,6 +270,7 @@ def uvicorn_config(
         ws_ping_timeout=settings.ping_timeout_s,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=16 * 1024,
+        proxy_headers=False,  # forwarded headers only from SPEECHWIRE_TRUSTED_PROXIES (server.app)
         **options,
     )
 
