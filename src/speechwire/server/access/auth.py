@@ -110,8 +110,11 @@ def minted_with_key(owner: str) -> bool:
     return owner.startswith("key:")
 
 
-def _key_from_first_message(frame: str | bytes | None) -> str | None:
-    if not isinstance(frame, str):
+def _key_from_first_message(frame: str | bytes | None, limit: int) -> str | None:
+    """The key in the TTS first message. Past ``limit`` (``max_preauth_message_bytes``) the frame
+    is not parsed at all: the transport already refuses bigger frames under our uvicorn config,
+    and this keeps an app served any other way from JSON-parsing megabytes for a stranger."""
+    if not isinstance(frame, str) or len(frame) > limit:
         return None
     try:
         data = json.loads(frame)
@@ -161,7 +164,7 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
         except TimeoutError:
             return ProtocolError(AUTHENTICATION_REQUIRED, MISSING_MESSAGE, POLICY_VIOLATION)
         replay_first_message(ws, message)
-        key = _key_from_first_message(message.get("text"))
+        key = _key_from_first_message(message.get("text"), state.settings.max_preauth_message_bytes)
     if key is None:
         return ProtocolError(AUTHENTICATION_REQUIRED, MISSING_MESSAGE, POLICY_VIOLATION)
     if not key_is_valid(state, key):
