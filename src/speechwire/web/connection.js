@@ -142,14 +142,13 @@ export class Connection extends EventTarget {
       this.ws = null;
       this.dispatchEvent(new CustomEvent("close", { detail: { code: event.code, reason: event.reason, opened } }));
       if (this.state === State.CLOSED) return;
+      this.lastError = event.reason || `closed with ${event.code}`;
       if (decide(event.code, this.lastErrorType) === "fail") {
-        this.lastError = event.reason || `closed with ${event.code}`;
         window.removeEventListener("online", this._onOnline);
         this._setState(State.FAILED, { code: event.code, reason: event.reason });
         return;
       }
       if (opened) this._failingSince = performance.now();
-      this.lastError = event.reason || `closed with ${event.code}`;
       this._scheduleRetry();
     };
   }
