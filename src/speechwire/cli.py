@@ -100,18 +100,15 @@ def _cafile(path: str | None) -> str | None:
 
 
 async def _connecting(opening: Awaitable[T], url: str) -> T:
-    """Open a client, turning "nobody listens there" into a CLIError naming the URL."""
-    import ssl
-
+    """Open a client. A socket that closes before the stream starts means nothing usable listens
+    at ``url`` (not lost output); unreachable hosts and refusals are ``explain``'s."""
     import websockets
 
     from speechwire.client.errors import ConnectionClosedError
 
     try:
         return await opening
-    except ssl.SSLCertVerificationError:
-        raise
-    except (OSError, TimeoutError, ConnectionClosedError) as exc:
+    except ConnectionClosedError as exc:
         raise CLIError(
             f"cannot reach {url} ({exc}): is the server running? Start one with `speechwire serve --dev`"
         ) from exc
