@@ -15,6 +15,7 @@ import pytest
 
 from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import wer
+from speechwire.client.multi import ContextFinished, MultiContextTTS
 from speechwire.client.reconnect import ConnectionState, GiveUpPolicy, StateChange
 from speechwire.client.resumable import ResumableTextToSpeech, ResumableTranscriber
 from speechwire.client.stt import CommittedTranscript
@@ -161,3 +162,46 @@ def test_at_least_50_faults_were_injected() -> None:
     """Runs after the two tests above (file order): the issue asks for ≥ 50 faults in all."""
     print(f"faults injected: {FAULTS}")
     assert FAULTS["tts"] + FAULTS["stt"] >= 50, FAULTS
+
+
+async def test_a_context_started_during_a_reconnect_is_sent_once(server: RunningServer) -> None:
+    """``MultiContextTTS.start_context`` while the client reconnects: a frame built outside the
+    connection's lock let the resume send the new context and then its own frame send it again
+    (voiced twice). Built under the lock, it goes out once, after the resume, in start order."""
+    second_text = "A second context, started while reconnecting. "
+    proxy = await FaultProxy(
+        "127.0.0.1", server.port, planner=lambda n: Plan(cut_after=20_000 if n == 0 else None)
+    ).start()
+    second: list[asyncio.Task[str]] = []
+
+    async def start_second() -> str:
+        cid = await tts.start_context(second_text, flush=True)
+        await tts.close_context(cid)
+        return cid
+
+    def on_state(change: StateChange) -> None:  # called while the reconnect holds the lock
+        if change.state is ConnectionState.RECONNECTING and not second:
+            second.append(asyncio.get_running_loop().create_task(start_second()))
+
+    voiced: dict[str, str] = {}
+    try:
+        url = f"ws://127.0.0.1:{proxy.port}"
+        async with MultiContextTTS(url, "espeak-en", reconnect=True, on_state=on_state) as tts:
+            first = await tts.start_context(TEXT, flush=True)
+            await tts.close_context()
+            finished: set[str] = set()
+            async with asyncio.timeout(60):
+                async for event in tts:
+                    if isinstance(event, ContextFinished):
+                        finished.add(event.context_id)
+                        if len(finished) == 2:
+                            break
+                    elif event.alignment is not None:
+                        voiced[event.context_id] = voiced.get(event.context_id, "") + event.alignment.text
+    finally:
+        await proxy.stop()
+    assert proxy.cuts == 1 and second and tts.link.reconnects == 1
+    cid = second[0].result()
+    assert cid != first and finished == {first, cid}
+    assert voiced[cid] == second_text
+    assert voiced[first].rstrip() == TEXT.rstrip()

@@ -1,4 +1,5 @@
-"""The browser's ``wire.js`` and Python's protocol layer agree: retry table, resume rule, frames.
+"""The browser's ``wire.js`` and Python's protocol layer agree: retry table, backoff, resume rule,
+frames.
 
 The table is read from wire.js as JSON; the functions are run under ``node`` on the same inputs
 as their Python twins, and their outputs compared.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -17,8 +19,16 @@ from typing import Any
 import pytest
 
 from speechwire.audio.alignment import CharAlignment
+from speechwire.client.reconnect import ReconnectPolicy, backoff
 from speechwire.protocol.multi_client import MultiClientSession
-from speechwire.protocol.retry import RETRY_CLOSE_CODES, RETRY_ERRORS, decide
+from speechwire.protocol.retry import (
+    BACKOFF_FACTOR,
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    RETRY_CLOSE_CODES,
+    RETRY_ERRORS,
+    decide,
+)
 from speechwire.protocol.stt_client import STTClientSession
 from speechwire.protocol.tts_client import AudioReceived, TTSClientSession, advance_voiced, text_frame
 
@@ -43,6 +53,37 @@ def test_retry_table_is_the_same_json() -> None:
     table = json.loads(found.group(1))
     assert table["errors"] == RETRY_ERRORS
     assert table["closeCodes"] == {str(code): retry for code, retry in RETRY_CLOSE_CODES.items()}
+
+
+def test_backoff_is_one_policy() -> None:
+    """Same constants (wire.js's JSON, Python's defaults) and the same delays for the same draw."""
+    found = re.search(r"export const BACKOFF = (\{.*?\});\s*// END BACKOFF", WIRE.read_text(), re.S)
+    assert found is not None
+    constants = {
+        "initialMs": BACKOFF_INITIAL_S * 1000,
+        "maxMs": BACKOFF_MAX_S * 1000,
+        "factor": BACKOFF_FACTOR,
+    }
+    assert json.loads(found.group(1)) == constants
+    policy = ReconnectPolicy()
+    assert (policy.initial_s, policy.maximum_s) == (BACKOFF_INITIAL_S, BACKOFF_MAX_S)
+    draws = [0.0, 0.5, 0.999]
+    js = run_js(
+        f"out = {json.dumps(draws)}.map((u) => [...Array(12).keys()].map((n) => "
+        "w.backoffDelay(n, { random: () => u })));"
+    )
+
+    class Draw(random.Random):
+        def __init__(self, value: float) -> None:
+            super().__init__()
+            self.value = value
+
+        def random(self) -> float:
+            return self.value
+
+    python = [[1000 * d for _, d in zip(range(12), backoff(rng=Draw(u)), strict=False)] for u in draws]
+    assert [x for row in js for x in row] == pytest.approx([x for row in python for x in row])
+    assert max(python[-1]) == pytest.approx(0.999 * BACKOFF_MAX_S * 1000)  # the cap is reached
 
 
 CASES: list[tuple[int | None, str | None]] = [

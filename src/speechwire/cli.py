@@ -12,8 +12,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from speechwire.consoles import stderr_console, stdout_console
 
@@ -100,18 +100,15 @@ def _cafile(path: str | None) -> str | None:
 
 
 async def _connecting(opening: Awaitable[T], url: str) -> T:
-    """Open a client, turning "nobody listens there" into a CLIError naming the URL."""
-    import ssl
-
+    """Open a client. A socket that closes before the stream starts means nothing usable listens
+    at ``url`` (not lost output); unreachable hosts and refusals are ``explain``'s."""
     import websockets
 
     from speechwire.client.errors import ConnectionClosedError
 
     try:
         return await opening
-    except ssl.SSLCertVerificationError:
-        raise
-    except (OSError, TimeoutError, ConnectionClosedError) as exc:
+    except ConnectionClosedError as exc:
         raise CLIError(
             f"cannot reach {url} ({exc}): is the server running? Start one with `speechwire serve --dev`"
         ) from exc
@@ -268,16 +265,13 @@ indistinguishable from answers), nor its 90 s cap (the same)."""
 def _commit_points(pcm: npt.NDArray[np.int16], rate: int, chunk: int) -> set[int]:
     """Chunk indices after which the fast path commits: at a pause (0.3 s of chunks quieter than
     speech) once ``FAST_SEGMENT_S`` are uncommitted, and at 60 s without one."""
-    import numpy as np
-
-    from speechwire.client.stt import SPEECH_RMS
+    from speechwire.client.stt import last_loud_sample
 
     points: set[int] = set()
     since, quiet = 0.0, 0.0
     step_s = chunk / rate
     for i, offset in enumerate(range(0, len(pcm), chunk)):
-        piece = pcm[offset : offset + chunk].astype(np.float64)
-        loud = float(np.sqrt(np.mean(piece**2))) > SPEECH_RMS if len(piece) else False
+        loud = last_loud_sample(pcm[offset : offset + chunk], rate) is not None
         quiet = 0.0 if loud else quiet + step_s
         since += step_s
         if (since >= FAST_SEGMENT_S and quiet >= 0.3) or since >= 60.0:
@@ -380,37 +374,25 @@ def _bench(args: argparse.Namespace) -> int:
         # Every client a benchmark opens (websockets, httpx) builds its default TLS context from
         # the process's trust settings: one variable reaches them all.
         os.environ["SSL_CERT_FILE"] = cafile
-    if args.bench == "load":
-        from speechwire.bench.load import run_load_bench
+    runs: dict[str, Callable[[], Any]] = {  # a benchmark's module is imported only when it runs
+        "tts": lambda: _bench_module("tts").run_tts_bench,
+        "barge-in": lambda: _bench_module("bargein").run_bargein_bench,
+        "stt": lambda: _bench_module("stt").run_stt_bench,
+        "load": lambda: _bench_module("load").run_load_bench,
+        "soak": lambda: _bench_module("load").run_soak_bench,
+        "browser": lambda: _bench_module("browser").run_browser_bench,
+        "reconnect": lambda: _bench_module("reconnect").run_reconnect_bench,
+        "tts-wer": lambda: _bench_module("tts_wer").run_tts_wer_bench,
+    }
+    result: int = runs[args.bench]()(args)
+    return result
 
-        return run_load_bench(args)
-    if args.bench == "soak":
-        from speechwire.bench.load import run_soak_bench
 
-        return run_soak_bench(args)
-    if args.bench == "browser":
-        from speechwire.bench.browser import run_browser_bench
+def _bench_module(name: str) -> Any:
+    """``speechwire.bench.<name>``: some load engines or a browser, so only the one run is imported."""
+    import importlib
 
-        return run_browser_bench(args)
-    if args.bench == "barge-in":
-        from speechwire.bench.bargein import run_bargein_bench
-
-        return run_bargein_bench(args)
-    if args.bench == "stt":
-        from speechwire.bench.stt import run_stt_bench
-
-        return run_stt_bench(args)
-    if args.bench == "reconnect":
-        from speechwire.bench.reconnect import run_reconnect_bench
-
-        return run_reconnect_bench(args)
-    if args.bench == "tts-wer":
-        from speechwire.bench.tts_wer import run_tts_wer_bench
-
-        return run_tts_wer_bench(args)
-    from speechwire.bench.tts import run_tts_bench
-
-    return run_tts_bench(args)
+    return importlib.import_module(f"speechwire.bench.{name}")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -509,7 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_add = bench_sub.add_parser
 
     def bench_parser(name: str, **kw: str) -> argparse.ArgumentParser:
-        return bench_add(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+        """A benchmark's parser, with the option every benchmark has."""
+        parser = bench_add(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+        parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+        parser.set_defaults(func=_bench)
+        return parser
 
     tts = bench_parser("tts", help="time to first audio and real-time factor of streaming TTS")
     tts.add_argument("--runs", type=int, default=30)
@@ -518,11 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--voice", default="joe")
     tts.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
     tts.add_argument("--cafile", default=None, help=CAFILE_HELP)
-    tts.add_argument("--json", default=None, help="also write the results to this JSON file")
     tts.add_argument(
         "--relay", action="store_true", help="compare straight to an upstream server vs through a relay to it"
     )
-    tts.set_defaults(func=_bench)
     barge = bench_parser(
         "barge-in", help="interrupt → first audio of the new context, old reply fully sent and flushed"
     )
@@ -532,8 +516,6 @@ def build_parser() -> argparse.ArgumentParser:
     barge.add_argument("--seed", type=int, default=5)
     barge.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
     barge.add_argument("--cafile", default=None, help=CAFILE_HELP)
-    barge.add_argument("--json", default=None, help="also write the results to this JSON file")
-    barge.set_defaults(func=_bench)
     stt = bench_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
     stt.add_argument(
         "--speech-dir", default=None, help="folder with manifest.tsv (default: ../shared/speech/dev)"
@@ -545,19 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stt.add_argument("--url", default=None)
     stt.add_argument("--cafile", default=None, help=CAFILE_HELP)
-    stt.add_argument("--json", default=None, help="also write the results to this JSON file")
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
-    stt.set_defaults(func=_bench)
     load = bench_parser("load", help="how many TTS sessions and STT streams stay real-time")
     load.add_argument("--tts", default="1,2,4,6,8,12", help="concurrent TTS sessions to try")
     load.add_argument("--stt", default="2,4,6,8", help="concurrent STT streams to try")
     load.add_argument("--speech-dir", default=None)
-    load.add_argument("--json", default=None)
-    load.set_defaults(func=_bench)
     soak = bench_parser("soak", help="mixed sessions for a while: errors and memory growth")
     soak.add_argument("--minutes", type=float, default=10.0)
-    soak.add_argument("--json", default=None)
-    soak.set_defaults(func=_bench)
     web = bench_parser(
         "browser", help="the demo page in Chromium: PCM vs WebM capture latency, playback latency"
     )
@@ -566,18 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--speech-dir", default=None)
     web.add_argument("--url", default=None, help="a running server's http URL instead of starting one")
     web.add_argument("--screenshots", default=None, help="folder for a screenshot of the page in use")
-    web.add_argument("--json", default=None)
-    web.set_defaults(func=_bench)
     rec = bench_parser(
         "reconnect", help="resumable TTS client: loss → next open connection, network cut and server kill"
     )
     rec.add_argument("--cuts", type=int, default=30, help="network cuts through a loopback proxy")
     rec.add_argument("--restarts", type=int, default=10, help="server kills (SIGKILL) and restarts")
-    rec.add_argument("--json", default=None)
-    rec.set_defaults(func=_bench)
-    wer = bench_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
-    wer.add_argument("--json", default=None)
-    wer.set_defaults(func=_bench)
+    bench_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
     _show_defaults(parser)
     return parser
 

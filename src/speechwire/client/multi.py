@@ -11,17 +11,14 @@ with ``reconnect=`` a lost socket is replaced and every unfinished context resum
 
 from __future__ import annotations
 
-import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, Unpack
 
-from speechwire.client.errors import ConnectionClosedError, server_error
-from speechwire.client.reconnect import Connection, Lost, ReconnectPolicy, StateChange, ws_url
-from speechwire.protocol.multi_client import ContextAudio, ContextFinished, MultiClientSession
-from speechwire.protocol.tts_client import ErrorReceived
+from speechwire.client.errors import ConnectionClosedError
+from speechwire.client.reconnect import Client, ConnectionOptions
+from speechwire.protocol.multi_client import ContextAudio, ContextFinished, MultiClientSession, MultiEvent
 
 __all__ = ["ContextAudio", "ContextFinished", "MultiContextTTS", "MultiLatency"]
 
@@ -33,11 +30,8 @@ class MultiLatency:
     """Per context: first text sent → first audio."""
 
 
-class MultiContextTTS:
-    """Use as ``async with MultiContextTTS(url, "joe") as tts:``; iterate for audio and finals.
-
-    ``wss://``/``https://`` URLs verify the server against the system trust store (or
-    ``cafile``; ``ssl`` takes a ready context)."""
+class MultiContextTTS(Client[MultiClientSession, ContextAudio | ContextFinished]):
+    """Use as ``async with MultiContextTTS(url, "joe") as tts:``; iterate for audio and finals."""
 
     def __init__(
         self,
@@ -46,28 +40,19 @@ class MultiContextTTS:
         *,
         output_format: str = "pcm_22050",
         model_id: str | None = None,
-        api_key: str | None = None,
         inactivity_timeout: int | None = None,
-        ssl: ssl_module.SSLContext | None = None,
-        cafile: str | None = None,
-        reconnect: ReconnectPolicy | bool | None = None,
-        on_state: Callable[[StateChange], None] | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
-        query = {"output_format": output_format}
-        if model_id:
-            query["model_id"] = model_id
-        if inactivity_timeout is not None:
-            query["inactivity_timeout"] = str(inactivity_timeout)
-        path = f"/v1/text-to-speech/{voice_id}/multi-stream-input"
-        self.url = f"{ws_url(base_url).rstrip('/')}{path}?{urlencode(query)}"
+        query: dict[str, object] = {
+            "output_format": output_format,
+            "model_id": model_id,
+            "inactivity_timeout": inactivity_timeout,
+        }
+        super().__init__(base_url, f"/v1/text-to-speech/{voice_id}/multi-stream-input", query, **connection)
         self.protocol = MultiClientSession()
-        self.link = Connection(
-            self.url, api_key=api_key, ssl=ssl, cafile=cafile, reconnect=reconnect, on_state=on_state
-        )
         self.latency = MultiLatency()
         self._started_at: dict[str, float] = {}
         self._interrupted_at: dict[str, float] = {}
-        self._closing = False  # after close_socket, the server's close is the end, not a loss
 
     @property
     def current(self) -> str | None:
@@ -82,29 +67,25 @@ class MultiContextTTS:
     def dropped_chunks(self) -> int:
         return self.protocol.dropped_chunks
 
-    async def __aenter__(self) -> MultiContextTTS:
-        await self.link.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.link.close()
-
-    async def _send(self, frame: str | Callable[[], str | None]) -> None:
-        """Frames that log text are built under the connection's lock, so a resume cannot send
-        that text as well."""
-        if self.link.ws is None and self.link.policy is None:
-            raise ConnectionClosedError("not connected")
-        await self.link.send(frame)
-
     async def start_context(
         self, text: str = " ", *, flush: bool = False, voice_settings: dict[str, Any] | None = None
     ) -> str:
-        """Open a new context (it becomes the current one) with optional first text."""
-        cid, frame = self.protocol.start_context(text, flush=flush, voice_settings=voice_settings)
-        if text.strip():
-            self._started_at[cid] = time.perf_counter()
+        """Open a new context (it becomes the current one) with optional first text.
+
+        Its id is taken and its frame built under the connection's lock, so contexts go out in
+        the order they are started, and one started during a reconnect is sent once (not also
+        by the resume)."""
+        started: list[str] = []
+
+        def frame() -> str:
+            cid, first = self.protocol.start_context(text, flush=flush, voice_settings=voice_settings)
+            if text.strip():
+                self._started_at[cid] = time.perf_counter()
+            started.append(cid)
+            return first
+
         await self._send(frame)
-        return cid
+        return started[0]
 
     async def send(self, text: str, *, flush: bool = False, context_id: str | None = None) -> None:
         cid = context_id or self.current
@@ -136,41 +117,23 @@ class MultiContextTTS:
 
     async def close_socket(self) -> None:
         """Every context closes (its audio still comes), then the server closes with 1000."""
-        self._closing = True
+        self.link.closing = True
         await self._send(self.protocol.close_socket())
+
+    def _receive(self, frame: str | bytes) -> MultiEvent | None:
+        return self.protocol.receive(frame)
 
     async def __aiter__(self) -> AsyncIterator[ContextAudio | ContextFinished]:
         if self.link.ws is None:
             raise ConnectionClosedError("not connected")
-        while True:
-            error: ErrorReceived | None = None
-            lost = Lost(None, "")
-            async for frame in self.link.frames():
-                if isinstance(frame, Lost):
-                    lost = frame
-                    break
-                event = self.protocol.receive(frame)
-                if isinstance(event, ErrorReceived):
-                    error = event  # the close that follows decides: retry, or raise it
-                elif isinstance(event, ContextAudio):
-                    self.link.progressed = True
-                    now = time.perf_counter()
-                    if event.context_id in self._interrupted_at:
-                        self.latency.interrupt_to_first_audio.append(
-                            now - self._interrupted_at.pop(event.context_id)
-                        )
-                    if event.context_id in self._started_at:
-                        self.latency.first_audio.append(now - self._started_at.pop(event.context_id))
-                    yield event
-                elif event is not None:
-                    yield event
-            if self._closing or not self.link.should_retry(lost, error.error if error else None):
-                break
-            async with self.link.lock:
-                await self.link.open(reconnecting=True)
-                for frame in self.protocol.resume():
-                    await self.link.send_now(frame)
-        if error is not None:
-            raise server_error(error.error, error.message, error.code)
-        if lost.code != 1000:
-            raise ConnectionClosedError(f"connection closed: {lost.code} {lost.reason}".strip())
+        async for event in self._events():
+            if isinstance(event, ContextAudio):
+                self.link.progressed = True
+                now = time.perf_counter()
+                if event.context_id in self._interrupted_at:
+                    self.latency.interrupt_to_first_audio.append(
+                        now - self._interrupted_at.pop(event.context_id)
+                    )
+                if event.context_id in self._started_at:
+                    self.latency.first_audio.append(now - self._started_at.pop(event.context_id))
+            yield event

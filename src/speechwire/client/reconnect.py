@@ -1,4 +1,5 @@
-"""The one reconnecting connection: states, backoff with full jitter, give-up, pings, keep-alive.
+"""The one reconnecting connection (states, backoff, give-up, pings, keep-alive) and what every
+client shares on top of it (``Client``: ``async with``, opening and resuming, the reader, close).
 
 Every client (TTS, multi-context, STT) opens its socket through ``Connection``; with
 ``reconnect=`` set it comes back after a loss, and the client's sans-I/O session says what to send
@@ -7,7 +8,8 @@ again. A lost connection is a value (``Lost``), and whether to retry is
 
 Each policy in one line, with its reason:
 - Backoff doubles from ``initial`` to ``maximum`` with full jitter: many clients cut by the same
-  fault must not come back in lock-step and knock the server over again.
+  fault must not come back in lock-step and knock the server over again (the browser uses the same
+  constants and formula: ``protocol.retry.BACKOFF_*``, ``web/wire.js``).
 - Give up after ``quick_failures`` connections in a row that each die within ``quick_window_s``
   without delivering anything: a server that accepts and then drops us at once (bad key, bad
   request, crash loop) will not heal by retrying, while a flaky network that lets work through does.
@@ -27,30 +29,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import random
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, Self, TypedDict, TypeVar, Unpack
+from urllib.parse import urlencode
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from speechwire.client.errors import ConnectionClosedError
-from speechwire.protocol.retry import Decision, decide
+from speechwire.client.errors import ConnectionClosedError, server_error
+from speechwire.protocol.retry import (
+    BACKOFF_FACTOR,
+    BACKOFF_INITIAL_S,
+    BACKOFF_MAX_S,
+    Decision,
+    backoff_ceiling,
+    decide,
+)
+from speechwire.protocol.stt_client import TranscriptError
+from speechwire.protocol.tts_client import ErrorReceived
 
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 """ElevenLabs frames reach 16 MB; a client must accept them."""
 
 
-class ConnectionState(enum.Enum):
-    """What a UI shows: connecting, open, reconnecting (with a countdown), closed, failed."""
+class ConnectionState(enum.StrEnum):
+    """What a UI shows: connecting, open, reconnecting (with a countdown), closed, failed; each
+    value is its name in lower case, as the browser's ``State`` spells it."""
 
-    CONNECTING = "connecting"
-    OPEN = "open"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-    FAILED = "failed"
+    CONNECTING = enum.auto()
+    OPEN = enum.auto()
+    RECONNECTING = enum.auto()
+    CLOSED = enum.auto()
+    FAILED = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +77,14 @@ class StateChange:
 
 
 def backoff(
-    initial: float = 0.2, maximum: float = 8.0, factor: float = 2.0, rng: random.Random | None = None
+    initial: float = BACKOFF_INITIAL_S,
+    maximum: float = BACKOFF_MAX_S,
+    factor: float = BACKOFF_FACTOR,
+    rng: random.Random | None = None,
 ) -> Iterator[float]:
     """Delays before each reconnection attempt: exponential, capped, with full jitter."""
     rand = rng or random.Random()
-    ceiling = initial
-    while True:
-        yield rand.uniform(0, ceiling)
-        ceiling = min(maximum, ceiling * factor)
+    return (rand.uniform(0, backoff_ceiling(n, initial, maximum, factor)) for n in itertools.count())
 
 
 @dataclass
@@ -98,39 +113,24 @@ class GiveUpPolicy:
 
 
 @dataclass
-class StateTracker:
-    """Holds the current state and tells listeners about every change."""
-
-    listeners: list[Callable[[StateChange], None]] = field(default_factory=list)
-    history: list[StateChange] = field(default_factory=list)
-
-    @property
-    def state(self) -> ConnectionState:
-        return self.history[-1].state if self.history else ConnectionState.CLOSED
-
-    def set(self, change: StateChange) -> None:
-        self.history.append(change)
-        for listener in list(self.listeners):
-            listener(change)
-
-
-@dataclass
 class ReconnectPolicy:
     """How a client comes back: backoff bounds, when to give up, handshake and ping timeouts."""
 
     give_up: GiveUpPolicy = field(default_factory=GiveUpPolicy)
-    initial_s: float = 0.2
-    maximum_s: float = 8.0
+    initial_s: float = BACKOFF_INITIAL_S
+    maximum_s: float = BACKOFF_MAX_S
     connect_timeout: float = 5.0
     ping_interval: float = 5.0
     ping_timeout: float = 5.0
 
 
-def reconnect_policy(reconnect: ReconnectPolicy | bool | None) -> ReconnectPolicy | None:
-    """``reconnect=True`` means the default policy; False or None, one connection only."""
-    if reconnect is True:
-        return ReconnectPolicy()
-    return reconnect or None
+def resumable(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``Resumable*`` classes' options: reconnection on, tuned by ``give_up``,
+    ``connect_timeout``, ``ping_interval`` and ``ping_timeout`` (an explicit ``reconnect`` wins)."""
+    tuning = {k: options.pop(k) for k in ("connect_timeout", "ping_interval", "ping_timeout") if k in options}
+    give_up = options.pop("give_up", None) or GiveUpPolicy()
+    options.setdefault("reconnect", ReconnectPolicy(give_up, **tuning))
+    return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,30 +143,17 @@ class Lost:
 
 def ws_url(base_url: str) -> str:
     """``http(s)://`` base URLs name the same server over ``ws(s)://``."""
-    if base_url.startswith("http://"):
-        return "ws://" + base_url[len("http://") :]
-    if base_url.startswith("https://"):
-        return "wss://" + base_url[len("https://") :]
+    for http, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if base_url.startswith(http):
+            return ws + base_url[len(http) :]
     return base_url
-
-
-def tls_context(
-    url: str, ssl: ssl_module.SSLContext | None = None, cafile: str | None = None
-) -> ssl_module.SSLContext | None:
-    """The TLS context for ``url``: the one given, else for ``wss://`` a verifying context
-    (system trust store, plus ``cafile``); None for ``ws://``, which websockets requires."""
-    if not url.startswith("wss://"):
-        return None
-    return ssl or ssl_module.create_default_context(cafile=cafile)
 
 
 def _refused(exc: Exception) -> bool:
     """Not worth retrying: a handshake refused with 4xx, or a certificate we do not trust."""
     if isinstance(exc, ssl_module.SSLCertVerificationError):
         return True
-    if not isinstance(exc, websockets.InvalidStatus):
-        return False
-    status = exc.response.status_code
+    status = exc.response.status_code if isinstance(exc, websockets.InvalidStatus) else 0
     return 400 <= status < 500 and status != 429
 
 
@@ -185,11 +172,13 @@ class Connection:
     ) -> None:
         self.url = url
         self.headers = {"xi-api-key": api_key} if api_key else None
-        self.ssl = tls_context(url, ssl, cafile)
-        self.policy = reconnect_policy(reconnect)
-        self.states = StateTracker()
-        if on_state is not None:
-            self.states.listeners.append(on_state)
+        # wss://: the context given, else one verifying against the trust store (plus cafile);
+        # ws:// must have none (websockets refuses one).
+        wss = url.startswith("wss://")
+        self.ssl = (ssl or ssl_module.create_default_context(cafile=cafile)) if wss else None
+        self.policy = ReconnectPolicy() if reconnect is True else reconnect or None
+        self.state = ConnectionState.CLOSED
+        self.listeners = [on_state] if on_state is not None else []
         self.ws: ClientConnection | None = None
         self.lock = asyncio.Lock()
         """Held while a frame is built and sent, and while a new socket is opened and resumed."""
@@ -199,35 +188,37 @@ class Connection:
         self.reconnect_times: list[float] = []
         self.progressed = False
         """Set by the client when this socket delivered something (audio, a transcript)."""
+        self.closing = False
+        """Set by a client that asked the server to close: that close is the end, not a loss."""
         self.closed = False
         self._keepalive: asyncio.Task[None] | None = None
 
-    @property
-    def state(self) -> ConnectionState:
-        return self.states.state
+    def _set(
+        self, state: ConnectionState, attempt: int = 0, retry_in_s: float | None = None, reason: str = ""
+    ) -> None:
+        self.state = state
+        change = StateChange(state, attempt, retry_in_s, reason)
+        for listener in list(self.listeners):
+            listener(change)
 
     async def _connect(self) -> ClientConnection:
-        if self.policy is None:
-            return await websockets.connect(
-                self.url,
-                additional_headers=self.headers,
-                max_size=MAX_FRAME_BYTES,
-                ssl=self.ssl,
-                compression=None,
+        policy = self.policy
+        timeouts: dict[str, Any] = {}  # no policy: websockets' defaults
+        if policy is not None:
+            timeouts = dict(
+                ping_interval=policy.ping_interval,
+                ping_timeout=policy.ping_timeout,
+                open_timeout=policy.connect_timeout,
             )
-        return await asyncio.wait_for(
-            websockets.connect(
-                self.url,
-                additional_headers=self.headers,
-                max_size=MAX_FRAME_BYTES,
-                ssl=self.ssl,
-                compression=None,
-                ping_interval=self.policy.ping_interval,
-                ping_timeout=self.policy.ping_timeout,
-                open_timeout=self.policy.connect_timeout,
-            ),
-            self.policy.connect_timeout + 1,
+        connecting = websockets.connect(
+            self.url,
+            additional_headers=self.headers,
+            max_size=MAX_FRAME_BYTES,
+            ssl=self.ssl,
+            compression=None,
+            **timeouts,
         )
+        return await asyncio.wait_for(connecting, None if policy is None else policy.connect_timeout + 1)
 
     async def open(self, reconnecting: bool = False) -> ClientConnection:
         """A new socket, retried with backoff under the policy (one attempt without one)."""
@@ -237,33 +228,29 @@ class Connection:
         lost_at = time.perf_counter()
         while True:
             attempt += 1
-            state = ConnectionState.RECONNECTING if reconnecting else ConnectionState.CONNECTING
-            self.states.set(StateChange(state, attempt))
+            self._set(ConnectionState.RECONNECTING if reconnecting else ConnectionState.CONNECTING, attempt)
             try:
                 ws = await self._connect()
             except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.ConnectionClosed) as exc:
                 if policy is None or _refused(exc):
-                    self.states.set(StateChange(ConnectionState.FAILED, attempt, reason=str(exc)))
+                    self._set(ConnectionState.FAILED, attempt, reason=str(exc))
                     raise
                 policy.give_up.attempt_failed()
                 if policy.give_up.give_up:
-                    self.states.set(StateChange(ConnectionState.FAILED, attempt, reason=str(exc)))
+                    self._set(ConnectionState.FAILED, attempt, reason=str(exc))
                     raise ConnectionClosedError(f"gave up after {attempt} attempts: {exc}") from exc
                 delay = next(delays)
-                self.states.set(
-                    StateChange(ConnectionState.RECONNECTING, attempt, retry_in_s=delay, reason=str(exc))
-                )
+                self._set(ConnectionState.RECONNECTING, attempt, retry_in_s=delay, reason=str(exc))
                 await asyncio.sleep(delay)
                 continue
             if policy is not None:
                 policy.give_up.connected()
             self.ws = ws
-            self.opened_at = time.monotonic()
-            self.last_send = self.opened_at
+            self.opened_at = self.last_send = time.monotonic()
             if reconnecting:
                 self.reconnects += 1
                 self.reconnect_times.append(time.perf_counter() - lost_at)
-            self.states.set(StateChange(ConnectionState.OPEN, attempt))
+            self._set(ConnectionState.OPEN, attempt)
             return ws
 
     async def send(self, frame: str | Callable[[], str | None]) -> bool:
@@ -272,8 +259,7 @@ class Connection:
         False when the socket is down: the reader sees the close, and the resume frames after the
         reconnect cover what was not sent. A frame built while down is still logged by the session."""
         async with self.lock:
-            text = frame() if callable(frame) else frame
-            return await self.send_now(text)
+            return await self.send_now(frame() if callable(frame) else frame)
 
     async def send_now(self, text: str | None) -> bool:
         """Send with the lock already held."""
@@ -301,15 +287,15 @@ class Connection:
 
         Raises ``ConnectionClosedError`` when the give-up policy says the server will not heal."""
         self.ws = None
-        if self.policy is None or self.closed:
+        if self.policy is None or self.closed or self.closing:
             return False
         if decide(lost.code, error) is Decision.FAIL:
-            self.states.set(StateChange(ConnectionState.FAILED, reason=error or lost.reason))
+            self._set(ConnectionState.FAILED, reason=error or lost.reason)
             return False
         self.policy.give_up.connection_ended(time.monotonic() - self.opened_at, self.progressed)
         self.progressed = False
         if self.policy.give_up.give_up:
-            self.states.set(StateChange(ConnectionState.FAILED, reason=lost.reason))
+            self._set(ConnectionState.FAILED, reason=lost.reason)
             raise ConnectionClosedError(f"gave up: connections keep dying quickly ({lost.reason})")
         return True
 
@@ -331,8 +317,110 @@ class Connection:
         if self.ws is not None:
             await self.ws.close()
             self.ws = None
-        self.states.set(StateChange(ConnectionState.CLOSED))
+        self._set(ConnectionState.CLOSED)
 
 
-def monotonic() -> float:
-    return time.monotonic()
+class ConnectionOptions(TypedDict, total=False):
+    """How every client reaches its server: ``Connection``'s options."""
+
+    api_key: str | None
+    ssl: ssl_module.SSLContext | None
+    cafile: str | None
+    reconnect: ReconnectPolicy | bool | None
+    on_state: Callable[[StateChange], None] | None
+
+
+class Resumes(Protocol):
+    def resume(self) -> list[str]: ...
+
+
+S = TypeVar("S", bound=Resumes)
+E = TypeVar("E")
+ServerErrorEvent = ErrorReceived | TranscriptError
+
+
+class Client(Generic[S, E]):
+    """What every client shares: the URL, one ``Connection``, ``async with``, opening a socket
+    and sending the session's resume frames under the lock (a frame sent meanwhile waits for them),
+    the reader that reconnects, and ``close``.
+
+    ``wss://``/``https://`` URLs verify the server against the system trust store (or
+    ``cafile``; ``ssl`` takes a ready context)."""
+
+    protocol: S
+    close_ends = True
+    """A normal close is the end of the stream (else a ``ConnectionClosedError``)."""
+
+    def __init__(
+        self, base_url: str, path: str, query: dict[str, object], **options: Unpack[ConnectionOptions]
+    ) -> None:
+        """``query``'s parameters that are None, False or "" are left out; True is ``true``."""
+        kept = {k: v for k, v in query.items() if v is not None and v is not False and v != ""}
+        given = urlencode({k: "true" if v is True else str(v) for k, v in kept.items()})
+        self.url = f"{ws_url(base_url).rstrip('/')}{path}?{given}"
+        self.link = Connection(self.url, **options)
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.link.state
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> object:
+        await self._open(reconnecting=False)
+        return None
+
+    async def _open(self, reconnecting: bool) -> None:
+        async with self.link.lock:
+            ws = await self.link.open(reconnecting)
+            for frame in await self._resume(ws, reconnecting):
+                await self.link.send_now(frame)
+
+    async def _resume(self, ws: ClientConnection, reconnecting: bool) -> list[str]:
+        """The frames that start (or resume) the stream on a new socket ``ws``."""
+        return self.protocol.resume()
+
+    async def _send(self, frame: str | Callable[[], str | None]) -> None:
+        """Frames that log text are built under the connection's lock, so a resume cannot send
+        that text as well."""
+        if self.link.ws is None and self.link.policy is None:
+            raise ConnectionClosedError("not connected")
+        await self.link.send(frame)
+
+    def _receive(self, frame: str | bytes) -> E | ServerErrorEvent | None:
+        """The event a frame makes (None: nothing for the application)."""
+        raise NotImplementedError
+
+    async def _events(self) -> AsyncIterator[E]:
+        """Every event of every socket's frames, reconnecting under the policy. A server error
+        frame is kept until the close that follows, which decides: retry, or raise it typed."""
+        while not self.link.closed:
+            if self.link.ws is None:
+                await self._open(reconnecting=True)
+            error: ServerErrorEvent | None = None
+            lost = Lost(None, "")
+            async for frame in self.link.frames():
+                if isinstance(frame, Lost):
+                    lost = frame
+                    break
+                event = self._receive(frame)
+                if isinstance(event, ServerErrorEvent):
+                    error = event
+                elif event is not None:
+                    yield event
+            if self.link.should_retry(lost, error.error if error else None):
+                continue
+            if error is not None:
+                raise server_error(error.error, error.message, error.code)
+            if self.close_ends and (self.link.closed or lost.code == 1000):
+                return
+            unfinished = "" if self.close_ends else " before isFinal"
+            raise ConnectionClosedError(f"connection closed{unfinished}: {lost.code} {lost.reason}".strip())
+
+    async def close(self) -> None:
+        await self.link.close()

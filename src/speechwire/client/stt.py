@@ -17,33 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl as ssl_module
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, Unpack
 
 import numpy as np
 import numpy.typing as npt
 import websockets
+from websockets.asyncio.client import ClientConnection
 
 from speechwire.audio.formats import STT_INPUT_FORMATS, AudioFormat
 from speechwire.client.errors import ConnectionClosedError, SpeechwireError, server_error
-from speechwire.client.reconnect import (
-    Connection,
-    ConnectionState,
-    GiveUpPolicy,
-    Lost,
-    ReconnectPolicy,
-    StateChange,
-    ws_url,
-)
+from speechwire.client.reconnect import Client, ConnectionOptions, resumable
 from speechwire.protocol.stt_client import (
     CommittedTranscript,
     PartialTranscript,
     SessionStarted,
     STTClientSession,
+    STTServerEvent,
+    Transcript,
     TranscriptError,
     TranscriptEvent,
 )
@@ -96,7 +89,7 @@ def finish_timeout(audio_s: float) -> float:
     return 5.0 + 0.5 * audio_s
 
 
-class RealtimeTranscriber:
+class RealtimeTranscriber(Client[STTClientSession, TranscriptEvent]):
     """One realtime STT stream. Use as ``async with RealtimeTranscriber(url) as stt:``.
 
     ``commit_strategy="vad"``: the server commits after ``vad_silence_threshold_secs`` of
@@ -105,12 +98,8 @@ class RealtimeTranscriber:
     transcribe`` passes 0.5 (a commit per sentence, about 0.6 s after it ends). ``"manual"``:
     only ``commit()`` commits (and the server on its own after 90 s of uncommitted audio).
 
-    Send from one task and read ``events()`` from another: one internal reader owns the
-    socket. End with ``finish()``: it commits what is left and returns once the server has
-    answered that commit, so nothing sent is lost.
-
-    TLS: ``wss://`` and ``https://`` URLs verify the server against the system's trust store
-    (``SSL_CERT_FILE`` is honoured), or ``cafile``; ``ssl`` takes a ready context instead.
+    End with ``finish()``: it commits what is left and returns once the server has answered that
+    commit, so nothing sent is lost. ``wss://`` honours ``SSL_CERT_FILE``, as every client does.
     """
 
     def __init__(
@@ -123,31 +112,20 @@ class RealtimeTranscriber:
         vad_silence_threshold_secs: float | None = None,
         include_timestamps: bool = False,
         language_code: str | None = None,
-        api_key: str | None = None,
-        ssl: ssl_module.SSLContext | None = None,
-        cafile: str | None = None,
         token: str | None = None,
-        reconnect: ReconnectPolicy | bool | None = None,
-        on_state: Callable[[StateChange], None] | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self.format = AudioFormat.parse(audio_format, STT_INPUT_FORMATS)
-        query: dict[str, str] = {
+        query: dict[str, object] = {
             "model_id": model_id,
             "audio_format": audio_format,
             "commit_strategy": commit_strategy,
+            "token": token,  # a single-use token, for browsers that cannot set headers
+            "vad_silence_threshold_secs": vad_silence_threshold_secs,
+            "include_timestamps": include_timestamps,
+            "language_code": language_code,
         }
-        if token:  # a single-use token, for browsers that cannot set headers
-            query["token"] = token
-        if vad_silence_threshold_secs is not None:
-            query["vad_silence_threshold_secs"] = str(vad_silence_threshold_secs)
-        if include_timestamps:
-            query["include_timestamps"] = "true"
-        if language_code:
-            query["language_code"] = language_code
-        self.url = f"{ws_url(base_url).rstrip('/')}/v1/speech-to-text/realtime?{urlencode(query)}"
-        self.link = Connection(
-            self.url, api_key=api_key, ssl=ssl, cafile=cafile, reconnect=reconnect, on_state=on_state
-        )
+        super().__init__(base_url, "/v1/speech-to-text/realtime", query, **connection)
         self.protocol = STTClientSession(self.format.sample_rate, keep=self.link.policy is not None)
         self.manual = commit_strategy == "manual"
         self._queue: asyncio.Queue[TranscriptEvent | BaseException | object] = asyncio.Queue()
@@ -169,72 +147,53 @@ class RealtimeTranscriber:
         self._commit_sent_at: float | None = None
 
     @property
-    def state(self) -> ConnectionState:
-        return self.link.state
-
-    @property
     def pending(self) -> list[bytes]:
         """Audio sent since the last committed transcript (kept when reconnecting)."""
         return self.protocol.pending
 
-    async def __aenter__(self) -> RealtimeTranscriber:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def connect(self) -> SessionStarted:
-        await self._open(reconnecting=False)
+        await super().connect()
         assert self.session is not None
         self._reader = asyncio.create_task(self._read())
         return self.session
 
-    async def _open(self, reconnecting: bool) -> None:
-        async with self.link.lock:
-            ws = await self.link.open(reconnecting)
-            try:
-                first = await ws.recv()
-            except websockets.ConnectionClosed as exc:
-                raise ConnectionClosedError(f"closed before session_started: {exc}") from exc
-            event = self.protocol.receive(first, time.perf_counter())
-            if isinstance(event, TranscriptError):
-                raise server_error(event.error, event.message)
-            if not isinstance(event, SessionStarted):
-                raise ConnectionClosedError(f"expected session_started, got {event!r}")
-            self.session = event
-            for frame in self.protocol.resume():  # the first time: nothing
-                await self.link.send_now(frame)
-            if reconnecting and self._commits_sent > self._answers:
-                # A manual commit lost with the socket: the audio it covered was just resent,
-                # so one commit covers it all again (and is answered once).
-                self._commits_sent = self._answers + 1
-                await self.link.send_now(self.protocol.commit())
-            if reconnecting and self._marker_sent:
-                # finish() was waiting: commit the resent audio, then the marker again.
-                for _ in range(2 if self.protocol.pending else 1):
-                    await self.link.send_now(self.protocol.commit())
+    async def _resume(self, ws: ClientConnection, reconnecting: bool) -> list[str]:
+        """After the new socket's ``session_started``: the uncommitted audio, and the commits a
+        reconnect lost."""
+        try:
+            first = await ws.recv()
+        except websockets.ConnectionClosed as exc:
+            raise ConnectionClosedError(f"closed before session_started: {exc}") from exc
+        event = self.protocol.receive(first, time.perf_counter())
+        if isinstance(event, TranscriptError):
+            raise server_error(event.error, event.message)
+        if not isinstance(event, SessionStarted):
+            raise ConnectionClosedError(f"expected session_started, got {event!r}")
+        self.session = event
+        frames = self.protocol.resume()  # the first time: nothing
+        if reconnecting and self._commits_sent > self._answers:
+            # A manual commit lost with the socket: the audio it covered was just resent,
+            # so one commit covers it all again (and is answered once).
+            self._commits_sent = self._answers + 1
+            frames.append(self.protocol.commit())
+        if reconnecting and self._marker_sent:
+            # finish() was waiting: commit the resent audio, then the marker again.
+            frames += [self.protocol.commit()] * (2 if self.protocol.pending else 1)
+        return frames
 
     async def send_audio(
         self, pcm: bytes | npt.NDArray[np.int16], *, previous_text: str | None = None
     ) -> None:
         """Send one chunk in the session's ``audio_format`` (int16 arrays are taken as PCM)."""
         raw = pcm.astype("<i2").tobytes() if isinstance(pcm, np.ndarray) else pcm
-        if self.link.ws is None and self.link.policy is None:
-            raise ConnectionClosedError("not connected")
-        await self.link.send(lambda: self.protocol.audio(raw, previous_text=previous_text))
+        await self._send(lambda: self.protocol.audio(raw, previous_text=previous_text))
         now = time.perf_counter()
         if self.format.codec == "pcm" and len(raw) >= 2:
-            samples = np.frombuffer(raw[: len(raw) - len(raw) % 2], "<i2").astype(np.float64)
-            if float(np.sqrt(np.mean(samples**2))) > SPEECH_RMS:
-                # End of speech = the last loud 10 ms inside this chunk, in wall time: the chunk
-                # went out when its last sample was spoken.
-                frame = max(1, self.format.sample_rate // 100)
-                usable = len(samples) - len(samples) % frame
-                loud = np.nonzero(
-                    np.sqrt(np.mean(samples[:usable].reshape(-1, frame) ** 2, axis=1)) > SPEECH_RMS
-                )[0]
-                end_sample = (int(loud[-1]) + 1) * frame if len(loud) else len(samples)
+            samples = np.frombuffer(raw[: len(raw) - len(raw) % 2], "<i2")
+            # End of speech = the last loud 10 ms inside this chunk, in wall time: the chunk
+            # went out when its last sample was spoken.
+            end_sample = last_loud_sample(samples, self.format.sample_rate)
+            if end_sample is not None:
                 self._last_speech_sent_at = now - (len(samples) - end_sample) / self.format.sample_rate
                 self._speech_since_commit = True
         samples_sent = len(raw) // (self.format.bytes_per_sample or 2)
@@ -253,55 +212,35 @@ class RealtimeTranscriber:
         self._commits_sent += 1
         return self.protocol.commit()
 
-    def _measure(self, event: TranscriptEvent) -> None:
-        now = event.received_at if not isinstance(event, SessionStarted) else time.perf_counter()
+    def _receive(self, frame: str | bytes) -> STTServerEvent | None:
+        """A frame's event, measured; None for the timestamped twin of a committed transcript."""
+        event = self.protocol.receive(frame, time.perf_counter())
         if isinstance(event, PartialTranscript):
             if self._last_partial_at is not None:
-                self.latency.partial_intervals.append(now - self._last_partial_at)
-            self._last_partial_at = now
+                self.latency.partial_intervals.append(event.received_at - self._last_partial_at)
+            self._last_partial_at = event.received_at
         elif isinstance(event, CommittedTranscript) and not event.timestamped:
             if self._commit_sent_at is not None:
-                self.latency.commit_to_committed.append(now - self._commit_sent_at)
+                self.latency.commit_to_committed.append(event.received_at - self._commit_sent_at)
                 self._commit_sent_at = None
             if self._speech_since_commit and self._last_speech_sent_at is not None:
-                self.latency.end_of_speech_to_commit.append(now - self._last_speech_sent_at)
+                self.latency.end_of_speech_to_commit.append(event.received_at - self._last_speech_sent_at)
             self._speech_since_commit = False
             self._last_partial_at = None
+        if isinstance(event, Transcript):
+            self.link.progressed = True
+        return None if isinstance(event, CommittedTranscript) and event.timestamped else event
 
     async def _read(self) -> None:
-        """The one reader: frames → events on the queue, reconnecting under the policy.
+        """The one reader: events onto the queue, reconnecting under the policy.
 
         Whatever ends it (the server's close, an error, a give-up) is queued last, so
         ``events()`` raises it in the reading task, and ``finish()`` raises it too."""
         try:
-            while not self.link.closed:
-                if self.link.ws is None:
-                    await self._open(reconnecting=True)
-                error: TranscriptError | None = None
-                lost = Lost(None, "")
-                async for frame in self.link.frames():
-                    if isinstance(frame, Lost):
-                        lost = frame
-                        break
-                    event = self.protocol.receive(frame, time.perf_counter())
-                    if isinstance(event, TranscriptError):
-                        error = event  # the close that follows decides: retry, or raise it
-                        continue
-                    self._measure(event)
-                    if isinstance(event, PartialTranscript | CommittedTranscript):
-                        self.link.progressed = True
-                    if isinstance(event, CommittedTranscript) and event.timestamped:
-                        continue  # the timestamped twin of a committed transcript is skipped
-                    self._queue.put_nowait(event)
-                    if isinstance(event, CommittedTranscript):
-                        self._answered(event)
-                if self.link.should_retry(lost, error.error if error else None):
-                    continue
-                if error is not None:
-                    raise server_error(error.error, error.message)
-                if self.link.closed or lost.code == 1000:
-                    break
-                raise ConnectionClosedError(f"connection closed: {lost.code} {lost.reason}".strip())
+            async for event in self._events():
+                self._queue.put_nowait(event)
+                if isinstance(event, CommittedTranscript):
+                    self._answered(event)
         except Exception as exc:  # handed to whoever reads or finishes
             self._fail(exc)
             return
@@ -324,15 +263,12 @@ class RealtimeTranscriber:
         self._answers += 1
         self._uncommitted_samples = 0
         done = self._done
-        if done is None or done.done():
-            if event.text:
-                self._last_committed = event
-            return
-        if (self.manual and self._answers >= self._target) or (
-            not self.manual and self._marker_sent and not event.text
+        waiting = done is not None and not done.done()
+        if waiting and (
+            self._answers >= self._target if self.manual else self._marker_sent and not event.text
         ):
-            last = event if self.manual else self._last_committed
-            done.set_result(last)
+            assert done is not None
+            done.set_result(event if self.manual else self._last_committed)
             self._queue.put_nowait(_END)
         elif event.text:
             self._last_committed = event
@@ -369,11 +305,15 @@ class RealtimeTranscriber:
             raise self._failure
         if timeout is None:
             timeout = finish_timeout(self._sent_samples / self.format.sample_rate)
+        if (
+            self.manual
+            and self.protocol.keep
+            and not self.protocol.pending
+            and self._commits_sent <= self._answers
+        ):
+            return self._last_committed  # everything sent is committed and answered
         self._done = asyncio.get_running_loop().create_future()
         if self.manual:
-            if self.protocol.keep and not self.protocol.pending and self._commits_sent <= self._answers:
-                self._done = None
-                return self._last_committed
             self._commit_sent_at = time.perf_counter()
             await self.link.send(self._counted_commit)
             self._target = self._commits_sent
@@ -406,22 +346,23 @@ class RealtimeTranscriber:
 
 
 class ResumableTranscriber(RealtimeTranscriber):
-    """``RealtimeTranscriber`` with reconnection on (the name README and users know)."""
+    """``RealtimeTranscriber`` with reconnection on (the name README and users know); ``give_up``,
+    ``connect_timeout``, ``ping_interval`` and ``ping_timeout`` tune it."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        give_up: GiveUpPolicy | None = None,
-        connect_timeout: float = 5.0,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 5.0,
-        **options: Any,
-    ) -> None:
-        policy = ReconnectPolicy(
-            give_up or GiveUpPolicy(), 0.2, 8.0, connect_timeout, ping_interval, ping_timeout
-        )
-        super().__init__(base_url, reconnect=options.pop("reconnect", policy), **options)
+    def __init__(self, base_url: str, **options: Any) -> None:
+        super().__init__(base_url, **resumable(options))
+
+
+def last_loud_sample(samples: npt.NDArray[np.int16], rate: int) -> int | None:
+    """Where speech ends in ``samples``: the end of its last 10 ms louder than ``SPEECH_RMS``
+    (the whole chunk when it is shorter than 10 ms and loud); None when the chunk is quiet."""
+    x = samples.astype(np.float64)
+    if not len(x) or float(np.sqrt(np.mean(x**2))) <= SPEECH_RMS:
+        return None
+    frame = max(1, rate // 100)
+    usable = len(x) - len(x) % frame
+    loud = np.nonzero(np.sqrt(np.mean(x[:usable].reshape(-1, frame) ** 2, axis=1)) > SPEECH_RMS)[0]
+    return (int(loud[-1]) + 1) * frame if len(loud) else len(x)
 
 
 async def paced_chunks(

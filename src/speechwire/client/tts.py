@@ -10,26 +10,14 @@ unvoiced rest, so each stretch of audio arrives exactly once.
 from __future__ import annotations
 
 import asyncio
-import ssl as ssl_module
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode
+from typing import Any, Unpack
 
 from speechwire.audio.alignment import CharAlignment
-from speechwire.client.errors import ConnectionClosedError, server_error
 from speechwire.client.latency import LatencyRecorder
-from speechwire.client.reconnect import (
-    MAX_FRAME_BYTES,
-    Connection,
-    ConnectionState,
-    GiveUpPolicy,
-    Lost,
-    ReconnectPolicy,
-    StateChange,
-    ws_url,
-)
-from speechwire.protocol.tts_client import ErrorReceived, FinalReceived, TTSClientSession
+from speechwire.client.reconnect import MAX_FRAME_BYTES, Client, ConnectionOptions, resumable
+from speechwire.protocol.tts_client import AudioReceived, FinalReceived, ServerEvent, TTSClientSession
 
 __all__ = ["MAX_FRAME_BYTES", "AudioChunk", "ResumableTextToSpeech", "TextToSpeechStream"]
 
@@ -42,11 +30,10 @@ class AudioChunk:
     alignment: CharAlignment | None
 
 
-class TextToSpeechStream:
-    """One ``stream-input`` stream. Use as ``async with TextToSpeechStream(...) as tts:``.
+class TextToSpeechStream(Client[TTSClientSession, AudioReceived | FinalReceived]):
+    """One ``stream-input`` stream. Use as ``async with TextToSpeechStream(...) as tts:``."""
 
-    ``wss://``/``https://`` URLs verify the server against the system trust store (or
-    ``cafile``; ``ssl`` takes a ready context)."""
+    close_ends = False  # the stream ends at isFinal
 
     def __init__(
         self,
@@ -55,40 +42,26 @@ class TextToSpeechStream:
         *,
         model_id: str | None = None,
         output_format: str = "pcm_22050",
-        api_key: str | None = None,
         voice_settings: dict[str, Any] | None = None,
         chunk_length_schedule: list[int] | None = None,
         auto_mode: bool = False,
         inactivity_timeout: int | None = None,
-        ssl: ssl_module.SSLContext | None = None,
-        cafile: str | None = None,
         single_use_token: str | None = None,
-        reconnect: ReconnectPolicy | bool | None = None,
-        on_state: Callable[[StateChange], None] | None = None,
         keepalive_s: float | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
-        query: dict[str, str] = {"output_format": output_format}
-        if single_use_token:  # browsers cannot set headers: a short-lived token in the query
-            query["single_use_token"] = single_use_token
-        if model_id:
-            query["model_id"] = model_id
-        if auto_mode:
-            query["auto_mode"] = "true"
-        if inactivity_timeout is not None:
-            query["inactivity_timeout"] = str(inactivity_timeout)
-        path = f"/v1/text-to-speech/{voice_id}/stream-input?{urlencode(query)}"
-        self.url = f"{ws_url(base_url).rstrip('/')}{path}"
+        query: dict[str, object] = {
+            "output_format": output_format,
+            "single_use_token": single_use_token,  # browsers cannot set headers: a short-lived token
+            "model_id": model_id,
+            "auto_mode": auto_mode,
+            "inactivity_timeout": inactivity_timeout,
+        }
+        super().__init__(base_url, f"/v1/text-to-speech/{voice_id}/stream-input", query, **connection)
         self.output_format = output_format
         self.protocol = TTSClientSession(voice_settings, chunk_length_schedule)
-        self.link = Connection(
-            self.url, api_key=api_key, ssl=ssl, cafile=cafile, reconnect=reconnect, on_state=on_state
-        )
         self.keepalive_s = keepalive_s
         self.latency = LatencyRecorder()
-
-    @property
-    def state(self) -> ConnectionState:
-        return self.link.state
 
     @property
     def voiced_text(self) -> str:
@@ -100,23 +73,10 @@ class TextToSpeechStream:
         """Every character sent after the first message, in order."""
         return self.protocol.log.sent
 
-    async def __aenter__(self) -> TextToSpeechStream:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def connect(self) -> None:
-        await self._open(reconnecting=False)
+        await super().connect()  # sends the first message
         if self.keepalive_s:
             self.link.keep_alive(self.keepalive_s, self._keep_alive_unless_ended)
-
-    async def _open(self, reconnecting: bool) -> None:
-        async with self.link.lock:
-            await self.link.open(reconnecting)
-            for frame in self.protocol.resume():  # the first time: just the first message
-                await self.link.send_now(frame)
 
     async def send(self, text: str, *, flush: bool = False, try_trigger_generation: bool = False) -> None:
         """Send a piece of text; ``flush`` forces generation of everything buffered.
@@ -154,36 +114,17 @@ class TextToSpeechStream:
             return [chunk async for chunk in self]
 
     async def __aiter__(self) -> AsyncIterator[AudioChunk]:
-        while not self.link.closed:
-            if self.link.ws is None:
-                await self._open(reconnecting=True)
-            error: ErrorReceived | None = None
-            lost = Lost(None, "")
-            async for frame in self.link.frames():
-                if isinstance(frame, Lost):
-                    lost = frame
-                    break
-                event = self.protocol.receive(frame)
-                if isinstance(event, ErrorReceived):
-                    error = event  # the close that follows decides: retry, or raise it
-                elif isinstance(event, FinalReceived):
-                    await self.close()
-                    return
-                else:
-                    self.link.progressed = True
-                    if event.audio:
-                        self.latency.audio_received()
-                    yield AudioChunk(event.audio, event.alignment)
-            if self.link.should_retry(lost, error.error if error else None):
-                continue
-            if error is not None:
-                raise server_error(error.error, error.message, error.code)
-            raise ConnectionClosedError(
-                f"connection closed before isFinal: {lost.code} {lost.reason}".strip()
-            )
+        async for event in self._events():
+            if isinstance(event, FinalReceived):
+                await self.close()
+                return
+            self.link.progressed = True
+            if event.audio:
+                self.latency.audio_received()
+            yield AudioChunk(event.audio, event.alignment)
 
-    async def close(self) -> None:
-        await self.link.close()
+    def _receive(self, frame: str | bytes) -> ServerEvent:
+        return self.protocol.receive(frame)
 
     async def synthesize(self, pieces: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[AudioChunk]:
         """Send ``pieces`` as they come (flushing at the end) while yielding audio as it arrives."""
@@ -208,20 +149,8 @@ class TextToSpeechStream:
 
 
 class ResumableTextToSpeech(TextToSpeechStream):
-    """``TextToSpeechStream`` with reconnection on (the name README and users know)."""
+    """``TextToSpeechStream`` with reconnection on (the name README and users know); ``give_up``,
+    ``connect_timeout``, ``ping_interval`` and ``ping_timeout`` tune it."""
 
-    def __init__(
-        self,
-        base_url: str,
-        voice_id: str = "joe",
-        *,
-        give_up: GiveUpPolicy | None = None,
-        connect_timeout: float = 5.0,
-        ping_interval: float = 5.0,
-        ping_timeout: float = 5.0,
-        **options: Any,
-    ) -> None:
-        policy = ReconnectPolicy(
-            give_up or GiveUpPolicy(), 0.2, 8.0, connect_timeout, ping_interval, ping_timeout
-        )
-        super().__init__(base_url, voice_id, reconnect=options.pop("reconnect", policy), **options)
+    def __init__(self, base_url: str, voice_id: str = "joe", **options: Any) -> None:
+        super().__init__(base_url, voice_id, **resumable(options))

@@ -25,13 +25,11 @@ from typing import Any
 from speechwire.audio.alignment import CharAlignment
 from speechwire.protocol.tts_client import (
     INIT_TEXT,
-    AudioReceived,
     ErrorReceived,
     FinalReceived,
     TextLog,
     advance_voiced,
-    context_of,
-    parse_server_data,
+    parse_server_message,
     text_frame,
 )
 
@@ -80,12 +78,15 @@ class MultiClientSession:
         self._contexts[cid] = _Context(voice_settings)
         self.open_contexts.add(cid)
         self.current = cid
-        extra: dict[str, Any] = {"context_id": cid}
-        if voice_settings:
-            extra["voice_settings"] = voice_settings
         if text != INIT_TEXT:
             self._contexts[cid].log.add(text, flush)
-        return cid, text_frame(text, flush=flush, **extra)
+        return cid, self._opening(cid, text, flush)
+
+    def _opening(self, cid: str, text: str = INIT_TEXT, flush: bool = False) -> str:
+        """A context's first frame: its id and voice settings, with its first text."""
+        settings = self._contexts[cid].voice_settings
+        extra: dict[str, Any] = {"voice_settings": settings} if settings else {}
+        return text_frame(text, flush=flush, context_id=cid, **extra)
 
     def text(self, text: str, *, flush: bool = False, context_id: str | None = None) -> str:
         cid = context_id or self.current
@@ -122,11 +123,10 @@ class MultiClientSession:
 
     def receive(self, frame: str | bytes) -> MultiEvent | None:
         """The event for the application, or None for a frame it must not see."""
-        data = json.loads(frame)
-        event = parse_server_data(data)
-        cid = context_of(data) or ""
+        event = parse_server_message(frame)
         if isinstance(event, ErrorReceived):
             return event
+        cid = event.context_id or ""
         if isinstance(event, FinalReceived):
             self.open_contexts.discard(cid)
             self.closed_contexts.discard(cid)
@@ -135,7 +135,6 @@ class MultiClientSession:
                 self.cancelled_contexts.discard(cid)
                 return None  # the interrupted context is over: nothing to report
             return ContextFinished(cid)
-        assert isinstance(event, AudioReceived)
         if cid in self.cancelled_contexts or cid not in self.open_contexts | self.closed_contexts:
             self.dropped_chunks += 1  # late audio of an interrupted context: never played
             return None
@@ -149,12 +148,7 @@ class MultiClientSession:
         self.cancelled_contexts.clear()
         frames: list[str] = []
         for cid in sorted(self.open_contexts | self.closed_contexts, key=list(self._contexts).index):
-            context = self._contexts[cid]
-            init: dict[str, Any] = {"context_id": cid}
-            if context.voice_settings:
-                init["voice_settings"] = context.voice_settings
-            frames.append(text_frame(INIT_TEXT, **init))
-            frames += context.log.rest(context_id=cid)
+            frames += [self._opening(cid), *self._contexts[cid].log.rest(context_id=cid)]
             if cid in self.closed_contexts:
                 frames.append(json.dumps({"context_id": cid, "close_context": True}))
         return frames

@@ -1,7 +1,8 @@
-"""Whether a lost connection is worth a new one: one pure function of (close code, error type).
+"""Whether a lost connection is worth a new one: one pure function of (close code, error type);
+and how long to wait before the next attempt.
 
-The table is data, shared with the browser (``web/wire.js`` holds the same JSON, and
-``tests/test_wire_constants.py`` keeps them equal). An error type the table names decides;
+The table and the backoff constants are data, shared with the browser (``web/wire.js`` holds the
+same JSON, and ``tests/test_wire_constants.py`` keeps them equal). An error type the table names decides;
 otherwise the close code does; a code the table does not name is retried (a network fault).
 
 Errors (each a type our server sends; the reason for its decision):
@@ -57,6 +58,27 @@ RETRY_CLOSE_CODES: dict[int, bool] = {
     1009: False,
 }
 """Close code → retry? (the docstring gives each row's reason); codes not named are retried."""
+
+
+BACKOFF_INITIAL_S = 0.2
+BACKOFF_MAX_S = 8.0
+BACKOFF_FACTOR = 2.0
+"""Reconnection backoff: the ceiling doubles from 0.2 s to 8 s, and each delay is uniform in
+[0, ceiling] ("full jitter"): clients cut by one fault spread out instead of returning together."""
+
+
+def backoff_ceiling(
+    attempt: int,
+    initial: float = BACKOFF_INITIAL_S,
+    maximum: float = BACKOFF_MAX_S,
+    factor: float = BACKOFF_FACTOR,
+) -> float:
+    """The largest delay before retry ``attempt`` (0 for the first): ``factor`` times larger each
+    attempt, capped at ``maximum``."""
+    ceiling = initial
+    for _ in range(attempt):
+        ceiling = min(maximum, ceiling * factor)
+    return ceiling
 
 
 class Decision(enum.Enum):

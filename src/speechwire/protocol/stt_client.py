@@ -35,15 +35,20 @@ class SessionStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class PartialTranscript:
+class Transcript:
+    """Text from the server, and when it arrived (on the caller's clock)."""
+
     text: str
     received_at: float
 
 
 @dataclass(frozen=True, slots=True)
-class CommittedTranscript:
-    text: str
-    received_at: float
+class PartialTranscript(Transcript):
+    """Not final: the next partial or the committed transcript replaces it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedTranscript(Transcript):
     words: tuple[dict[str, Any], ...] = ()
     timestamped: bool = False
     """The ``committed_transcript_with_timestamps`` copy of a commit (``events()`` skips it)."""
@@ -54,6 +59,8 @@ class TranscriptError:
     error: str
     """The ``message_type`` of the error frame (``input_error``, ``auth_error``…)."""
     message: str
+    code: int | None = None
+    """STT error frames carry no close code (TTS ones do): None, for clients that handle both."""
 
 
 TranscriptEvent = SessionStarted | PartialTranscript | CommittedTranscript

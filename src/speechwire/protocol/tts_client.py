@@ -35,6 +35,7 @@ class AudioReceived:
     audio: bytes
     alignment: CharAlignment | None
     normalized_alignment: CharAlignment | None
+    context_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,33 +65,27 @@ def _alignment_from_json(data: Any) -> CharAlignment | None:
     )
 
 
-def parse_server_data(data: Any) -> ServerEvent:
-    """Decode a decoded server frame of ``stream-input`` or ``multi-stream-input``."""
+def parse_server_message(frame: str | bytes) -> ServerEvent:
+    """Decode a server frame of ``stream-input`` or ``multi-stream-input`` (audio, final, or error;
+    a context id is spelt both ways in upstream's documents)."""
+    data = json.loads(frame)
     if not isinstance(data, dict):
         raise ValueError("server frame is not a JSON object")
-    if "error" in data and "message" in data and not data.get("audio"):
-        return ErrorReceived(str(data["error"]), str(data["message"]), int(data.get("code", 1008)))
-    if data.get("isFinal") or data.get("is_final"):
-        if data.get("audio"):
-            raise ValueError("final frame carries audio")
-        return FinalReceived(context_of(data))
     audio = data.get("audio")
+    if "error" in data and "message" in data and not audio:
+        return ErrorReceived(str(data["error"]), str(data["message"]), int(data.get("code", 1008)))
+    cid = data.get("contextId") or data.get("context_id")
+    context_id = str(cid) if cid else None
+    if data.get("isFinal") or data.get("is_final"):
+        if audio:
+            raise ValueError("final frame carries audio")
+        return FinalReceived(context_id)
     return AudioReceived(
         base64.b64decode(audio) if isinstance(audio, str) else b"",
         _alignment_from_json(data.get("alignment")),
         _alignment_from_json(data.get("normalizedAlignment")),
+        context_id,
     )
-
-
-def parse_server_message(frame: str | bytes) -> ServerEvent:
-    """Decode a server frame of ``stream-input`` (audio, final, or error)."""
-    return parse_server_data(json.loads(frame))
-
-
-def context_of(data: dict[str, Any]) -> str | None:
-    """A multi-stream frame's context: upstream's documents spell it both ways."""
-    cid = data.get("contextId") or data.get("context_id")
-    return str(cid) if cid else None
 
 
 def advance_voiced(sent: str, voiced: int, event: AudioReceived) -> int:

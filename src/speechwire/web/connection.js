@@ -2,14 +2,17 @@
 //
 // States: idle → connecting → open → (reconnecting → connecting → open)* → closed | failed.
 // Policies, each with its reason:
-// - retry: exponential backoff with jitter, so clients of a restarted server don't return at once;
+// - retry: wire.js's `backoffDelay` (full jitter, the constants Python's client uses), so clients
+//   of a restarted server don't return at once;
 // - whether to retry is wire.js's `decide(close code, error type)`, the table Python's
 //   protocol/retry.py holds too: a protocol error (1008…) is not retried, a server fault, a full
 //   server or a session's time limit is;
 // - give up after `giveUpAfterMs` without an open connection, so a dead server ends in "failed";
 // - retry at once when the browser says it is back online: the backoff was waiting for that.
 
-import { decide, errorType } from "./wire.js";
+import { BACKOFF, backoffDelay, decide, errorType } from "./wire.js";
+
+export { backoffDelay };
 
 export const State = Object.freeze({
   IDLE: "idle",
@@ -20,20 +23,12 @@ export const State = Object.freeze({
   FAILED: "failed",
 });
 
-
-/** Delay (ms) before attempt n: random in [cap/2, cap], cap = min(maxMs, initialMs·2^n) ("equal jitter":
- *  spread out, yet never an instant retry loop). */
-export function backoffDelay(attempt, { initialMs = 250, maxMs = 5000 } = {}) {
-  const cap = Math.min(maxMs, initialMs * 2 ** attempt);
-  return Math.round(cap / 2 + (Math.random() * cap) / 2);
-}
-
 export class Connection extends EventTarget {
   /**
    * @param {() => Promise<string>} url  called before every attempt (a fresh single-use token each time)
    * @param {object} options  name (for logs), initialMs, maxMs, giveUpAfterMs
    */
-  constructor(url, { name = "connection", initialMs = 250, maxMs = 5000, giveUpAfterMs = 300000 } = {}) {
+  constructor(url, { name = "connection", initialMs = BACKOFF.initialMs, maxMs = BACKOFF.maxMs, giveUpAfterMs = 300000 } = {}) {
     super();
     this.url = url;
     this.name = name;
@@ -147,14 +142,13 @@ export class Connection extends EventTarget {
       this.ws = null;
       this.dispatchEvent(new CustomEvent("close", { detail: { code: event.code, reason: event.reason, opened } }));
       if (this.state === State.CLOSED) return;
+      this.lastError = event.reason || `closed with ${event.code}`;
       if (decide(event.code, this.lastErrorType) === "fail") {
-        this.lastError = event.reason || `closed with ${event.code}`;
         window.removeEventListener("online", this._onOnline);
         this._setState(State.FAILED, { code: event.code, reason: event.reason });
         return;
       }
       if (opened) this._failingSince = performance.now();
-      this.lastError = event.reason || `closed with ${event.code}`;
       this._scheduleRetry();
     };
   }

@@ -8,7 +8,9 @@
 //   concatenates to the text sent), and right for an upstream that drops or adds whitespace;
 // - resume sends exactly the text after the voiced part, in order;
 // - retry: an error type in the table decides; otherwise the close code; unknown codes retry
-//   (a network fault). Each row's reason is in protocol/retry.py's docstring.
+//   (a network fault). Each row's reason is in protocol/retry.py's docstring;
+// - backoff: the ceiling doubles from 200 ms to 8 s and each delay is uniform in [0, ceiling]
+//   ("full jitter"), so clients cut by one fault spread out instead of returning together.
 
 // BEGIN RETRY_TABLE (JSON: read by tests/test_wire_constants.py)
 export const RETRY_TABLE = {
@@ -37,6 +39,15 @@ export const RETRY_TABLE = {
   }
 };
 // END RETRY_TABLE
+
+// BEGIN BACKOFF (JSON: read by tests/test_wire_constants.py)
+export const BACKOFF = { "initialMs": 200, "maxMs": 8000, "factor": 2 };
+// END BACKOFF
+
+/** Delay (ms) before retry `attempt` (0 first): uniform in [0, min(maxMs, initialMs·factor^attempt)]. */
+export function backoffDelay(attempt, { initialMs = BACKOFF.initialMs, maxMs = BACKOFF.maxMs, random = Math.random } = {}) {
+  return random() * Math.min(maxMs, initialMs * BACKOFF.factor ** attempt);
+}
 
 /** "retry" or "fail" after a close with `code` (null: none) and the last error type sent. */
 export function decide(code, error = null) {
