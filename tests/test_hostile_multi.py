@@ -90,37 +90,42 @@ async def test_multi_client_that_never_reads_is_bounded(server: ServerProcess) -
     # The finding: 1,500 flushed messages of 100,000 characters to one context from a client
     # that never reads grew the server by 1 GiB, and the session went on reading. The same
     # 1,500 (150 MB) now meet the context's and the socket's bounds and the session ends.
+    # Memory is sampled while the session is open (what it holds); after it ends the figure is
+    # printed too: the WebSocket layer may still read what the kernel had buffered for it.
     idle = await idle_ttfa(server)
     baseline = server.rss_kib()
     ws = await websockets.connect(multi_url(server, "pcm_48000"), max_size=2**24)
     ws.transport.pause_reading()  # never read: the server's sends back up
     text = "word " * 20_000
-    peak, during = baseline, []
+    held, during = baseline, []
     healthy: asyncio.Task[float] | None = None
     with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
         for i in range(1_500):
             await asyncio.wait_for(ws.send(json.dumps({"text": text, "context_id": "c", "flush": True})), 10)
-            if i % 10 == 0:
-                peak = max(peak, server.rss_kib())
+            if i % 10 == 0 and await multi_sessions_open(server):
+                held = max(held, server.rss_kib())
             if i == 50:
                 healthy = asyncio.create_task(ttfa(server))
     for _ in range(150):  # the session ends within its send deadline (3 s) or at a bound
-        peak = max(peak, server.rss_kib())
+        rss = server.rss_kib()
         if not await multi_sessions_open(server):
             break
+        held = max(held, rss)
         await asyncio.sleep(0.1)
     still_open = await multi_sessions_open(server)
+    ended = server.rss_kib()
     if healthy is not None:
         during.append(await healthy)
     ws.transport.abort()
     await asyncio.sleep(1.0)
-    growth, kept = (peak - baseline) / 1024, (server.rss_kib() - baseline) / 1024
+    growth, after_end, kept = ((x - baseline) / 1024 for x in (held, ended, server.rss_kib()))
     report("never-reading multi client, 1,500 x 100,000 characters", idle, during)
     print(
-        f"server RSS {baseline / 1024:.0f} MiB before, peak +{growth:.1f} MiB, +{kept:.1f} MiB after it left"
+        f"server RSS {baseline / 1024:.0f} MiB before: +{growth:.1f} MiB while the session was open, "
+        f"+{after_end:.1f} MiB once it ended, +{kept:.1f} MiB after the client left"
     )
     assert not still_open, "the session went on reading for a client that reads nothing"
-    assert growth < 100, f"server grew {growth:.1f} MiB for a client that never reads"
+    assert growth < 40, f"the session grew the server {growth:.1f} MiB for a client that never reads"
 
 
 async def test_speaker_that_finds_the_socket_gone_ends_the_session(server: ServerProcess) -> None:

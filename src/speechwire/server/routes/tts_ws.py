@@ -273,11 +273,8 @@ class _Multi(_TTSRoute[MultiEvent]):
 
     def _open_context(self, event: ContextOpened) -> None:
         if len(self.finishing) >= (most := self.state.settings.max_finishing_contexts):
-            raise ProtocolError(
-                TTSError.QUEUE_OVERFLOW,
-                f"{most} closed contexts are still being voiced on this socket: "
-                "read their audio before opening more.",
-            )
+            message = f"{most} closed contexts are still being voiced on this socket: read their audio first."
+            raise self._socket_error(ProtocolError(TTSError.QUEUE_OVERFLOW, message))
         ctx = _Context(event.context_id, self.pipeline(event.init), self._context_budget(event.context_id))
         ctx.after = self._finishing_task(ctx.cid)
         self._start(ctx, self._voice(ctx))
@@ -292,8 +289,22 @@ class _Multi(_TTSRoute[MultiEvent]):
             for failed in self.session.fail(ctx.cid, exc):
                 await self.on_event(failed)
             return
-        self.budget.take(len(item.text))
+        try:
+            self.budget.take(len(item.text))
+        except ProtocolError as exc:
+            raise self._socket_error(exc) from None
         ctx.queue.put_nowait(item)
+
+    def _socket_error(self, error: ProtocolError) -> ProtocolError:
+        """Before the driver sends an error that ends the socket: the speakers stop (one may hold
+        the send lock) and the error gets a short send deadline. A client that reads takes it at
+        once; one that does not must not hold the socket for ``send_timeout_s`` while the
+        WebSocket layer below buffers all it still sends (70 MiB measured on loopback)."""
+        for ctx in [*self.contexts.values(), *self.finishing]:
+            if ctx.task is not None:
+                ctx.task.cancel()
+        self.sock.send_timeout_s = min(self.sock.send_timeout_s, 0.5)
+        return error
 
     def _context_budget(self, cid: str) -> _Budget:
         return _Budget(self.state.settings.max_buffer_chars, f" in context {cid!r}")
