@@ -9,14 +9,12 @@ the context's text is voiced, then its final is sent. Barge-in is the client's j
 late audio of a context it closed. ``close_socket`` closes them all the same way. At most
 ``MAX_CONTEXTS`` are *open* at once; a closed context still finishing its audio does not count.
 
-An error that belongs to one context (its buffer overflowed, or — told by the route — its queue
-or its engine) ends that context only: ``ContextFailed``, then its error and its final, with its
-``contextId``; the other contexts go on. Upstream documents no per-context error: it closes the
-socket on every error seen (``max_active_conversations`` included, which stays a socket error
-here). Ending the one context is what keeps a pipecat client working: it ignores error frames and
-ends a context at its final, while a closed socket loses the other contexts' queued audio. Errors
-about the socket itself (an unparseable frame, its idle timeout, the context limit, the socket's
-own queue bound) still close it.
+An error of one context (its buffer; told by the route: its queue, its engine) ends that context
+alone: ``ContextFailed``, then its error and its final, with its ``contextId``. Upstream documents
+none and closes the socket on every error seen; ending the one context keeps pipecat working (it
+ignores error frames and ends a context at its final), where a closed socket lost the other
+contexts' queued audio. Errors about the socket itself (an unparseable frame, its idle timeout,
+the context limit, its own bounds) still close it.
 """
 
 from __future__ import annotations

@@ -35,6 +35,10 @@ MAX_UNCUT_CHARS = 1_000
 so such text is voiced in pieces instead of piling up until ``max_buffer_chars``."""
 
 
+def _invalid(message: str) -> ProtocolError:
+    return ProtocolError(TTSError.INVALID_REQUEST, message)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamInputParams:
     """The query parameters of ``/v1/text-to-speech/{voice_id}/stream-input`` that change behaviour.
@@ -72,26 +76,19 @@ class StreamInputParams:
             try:
                 timeout = float(raw)
             except ValueError:
-                raise ProtocolError(
-                    TTSError.INVALID_REQUEST, f"inactivity_timeout must be a number, got {raw!r}"
-                ) from None
+                raise _invalid(f"inactivity_timeout must be a number, got {raw!r}") from None
             if not 1 <= timeout <= MAX_INACTIVITY_TIMEOUT_S:
-                raise ProtocolError(
-                    TTSError.INVALID_REQUEST,
-                    f"inactivity_timeout must be between 1 and {MAX_INACTIVITY_TIMEOUT_S:g} seconds, "
-                    f"got {raw}",
-                )
+                limit = f"between 1 and {MAX_INACTIVITY_TIMEOUT_S:g} seconds"
+                raise _invalid(f"inactivity_timeout must be {limit}, got {raw}")
         seed: int | None = None
         if "seed" in q:
             raw = q.pop("seed")
             if not (raw.isascii() and raw.isdigit()) or int(raw) > 4294967295:
-                raise ProtocolError(
-                    TTSError.INVALID_REQUEST, f"seed must be an integer 0..4294967295, got {raw!r}"
-                )
+                raise _invalid(f"seed must be an integer 0..4294967295, got {raw!r}")
             seed = int(raw)
         normalization = q.pop("apply_text_normalization", "auto")
         if normalization not in ("auto", "on", "off"):
-            raise ProtocolError(TTSError.INVALID_REQUEST, "apply_text_normalization must be auto, on or off")
+            raise _invalid("apply_text_normalization must be auto, on or off")
         flags = {
             name: query_bool(name, q.pop(name))
             for name in ("sync_alignment", "auto_mode", "enable_logging", "enable_ssml_parsing")
