@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = 1 << 20
     """Largest client frame accepted; larger ones get the protocol's error and close 1008."""
     max_buffer_chars: int = 100_000
+    # Multi-stream bounds (issue 14)
+    max_socket_queued_chars: int = 200_000
+    """Text waiting for synthesis on one ``multi-stream-input`` socket, over all its contexts
+    (closed ones still being voiced included); past it the socket ends with ``queue_overflow``.
+    Each context alone is held to ``max_buffer_chars`` (past it only that context ends)."""
+    max_finishing_contexts: int = 16
+    """Closed contexts of one socket still being voiced; opening another past it ends the socket
+    with ``queue_overflow`` (each holds a speaker and an encoder until its final)."""
     stt_engines: list[str] = Field(default_factory=lambda: ["moonshine", "whisper", "whisper_base"])
     """Local STT engines to load; the first is what ``scribe_v2_realtime`` maps to for English,
     ``whisper_base`` (multilingual) serves every other ``language_code``."""

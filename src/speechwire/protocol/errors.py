@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 POLICY_VIOLATION = 1008
@@ -13,7 +14,23 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 
-def query_bool(name: str, value: str, error: str = "invalid_request") -> bool:
+class TTSError(enum.StrEnum):
+    """The ``error`` codes of the TTS sockets, one name per code (a ``str``, so frames and
+    comparisons with plain strings work unchanged)."""
+
+    INVALID_INPUT = "invalid_input_message"
+    INPUT_TIMEOUT = "input_timeout_exceeded"
+    MESSAGE_TOO_LARGE = "message_too_large"  # a frame, or a buffer that is never cut
+    QUEUE_OVERFLOW = "queue_overflow"  # text waiting for synthesis past its bound
+    INVALID_REQUEST = "invalid_request"
+    VOICE_NOT_FOUND = "voice_not_found"
+    MODEL_NOT_FOUND = "model_not_found"
+    UNSUPPORTED_OUTPUT_FORMAT = "unsupported_output_format"
+    TOO_MANY_CONTEXTS = "max_active_conversations"  # upstream closes the socket on it
+    INTERNAL = "internal_error"
+
+
+def query_bool(name: str, value: str, error: str = TTSError.INVALID_REQUEST) -> bool:
     """A boolean query parameter, read the same way on every route: ``true``/``1``/``yes`` and
     ``false``/``0``/``no``, any case, surrounding blanks ignored (clients build these by hand)."""
     lowered = value.strip().lower()

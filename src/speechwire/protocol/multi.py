@@ -8,6 +8,13 @@ livekit rely on: they send ``flush`` and ``close_context`` together at the end o
 the context's text is voiced, then its final is sent. Barge-in is the client's job — it drops
 late audio of a context it closed. ``close_socket`` closes them all the same way. At most
 ``MAX_CONTEXTS`` are *open* at once; a closed context still finishing its audio does not count.
+
+An error of one context (its buffer; told by the route: its queue, its engine) ends that context
+alone: ``ContextFailed``, then its error and its final, with its ``contextId``. Upstream documents
+none and closes the socket on every error seen; ending the one context keeps pipecat working (it
+ignores error frames and ends a context at its final), where a closed socket lost the other
+contexts' queued audio. Errors about the socket itself (an unparseable frame, its idle timeout,
+the context limit, its own bounds) still close it.
 """
 
 from __future__ import annotations
@@ -18,14 +25,13 @@ from typing import Any
 
 from pydantic import AliasChoices, ConfigDict, Field
 
-from speechwire.protocol.errors import ProtocolError
+from speechwire.protocol.errors import ProtocolError, TTSError
 from speechwire.protocol.tts import (
-    INPUT_TIMEOUT,
-    INVALID_INPUT,
     ClientTextMessage,
     Generate,
     Initialized,
     StreamInputParams,
+    StreamSession,
     TTSServerSession,
     TTSState,
     parse_client_message,
@@ -54,13 +60,7 @@ class ContextSession(TTSServerSession):
     """One context: a ``stream-input`` session whose first message may carry text, whose empty
     text is a keep-alive, and whose changed ``voice_settings`` re-initialise it."""
 
-    def _initialise(self, message: ClientTextMessage) -> Initialized:
-        config = message.generation_config or message.generator_config
-        if config is not None and config.chunk_length_schedule is not None:
-            self.schedule = tuple(config.chunk_length_schedule)
-        self.voice_settings = message.voice_settings
-        self.state = TTSState.STREAMING
-        return Initialized(message.voice_settings, self.schedule, message.api_key, message.authorization)
+    empty_first_text_ends = False
 
     def _stream(self, message: ClientTextMessage) -> list[Any]:
         events: list[Any] = []
@@ -81,30 +81,29 @@ class ContextSession(TTSServerSession):
         self.state = TTSState.CLOSED
         return events
 
-    def _first_text(self, message: ClientTextMessage) -> list[Any]:
-        if not message.text.strip() and not message.flush:
-            return []
-        return self._stream(message)
-
 
 @dataclass(frozen=True, slots=True)
-class ContextOpened:
+class _ContextSettings:
     context_id: str
     init: Initialized
+
+
+class ContextOpened(_ContextSettings):
+    """A new context with these settings: start its speaker."""
+
+    __slots__ = ()
+
+
+class ContextReinitialized(_ContextSettings):
+    """New ``voice_settings`` for this context: they apply to its ``ContextText`` after this."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ContextText:
     context_id: str
     generate: Generate
-
-
-@dataclass(frozen=True, slots=True)
-class ContextReinitialized:
-    """New ``voice_settings`` for this context: they apply to its ``ContextText`` after this."""
-
-    context_id: str
-    init: Initialized
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,34 +117,35 @@ class ContextClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextFailed:
+    """This context ended on ``error``: drop its queued text, send the error and then its final
+    (both with its ``contextId``), then call ``MultiStreamSession.finished``. Others go on."""
+
+    context_id: str
+    error: ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
 class SocketClosing:
     """``close_socket``: finish what was flushed in every context, then close the socket."""
 
 
-MultiEvent = ContextOpened | ContextText | ContextReinitialized | ContextClosed | SocketClosing
+MultiEvent = (
+    ContextOpened | ContextText | ContextReinitialized | ContextClosed | ContextFailed | SocketClosing
+)
 
 
-class MultiStreamSession:
+class MultiStreamSession(StreamSession):
     """Routes frames to contexts; enforces the context limit and per-context inactivity."""
 
-    def __init__(
-        self,
-        params: StreamInputParams,
-        now: float,
-        *,
-        max_message_bytes: int = 1 << 20,
-        max_buffer_chars: int = 100_000,
-    ) -> None:
-        self.params = params
-        self.max_message_bytes = max_message_bytes
-        self.max_buffer_chars = max_buffer_chars
+    def __init__(self, params: StreamInputParams, now: float, **limits: int) -> None:
+        super().__init__(params, now, **limits)
         self.contexts: dict[str, ContextSession] = {}
         self.finishing: dict[str, int] = {}
         """Closed contexts whose audio is still being sent (id → how many): a frame without text
         naming one (a late flush, keep-alive or second close) is ignored rather than opening a
         fresh context; a frame with text opens a fresh context under the same id."""
         self.closing = False
-        self._last_input = now
 
     @property
     def deadline(self) -> float:
@@ -164,16 +164,13 @@ class MultiStreamSession:
         """
         events: list[MultiEvent] = []
         for cid, context in list(self.contexts.items()):
-            deadline = context.deadline
-            if deadline is not None and now >= deadline:
-                del self.contexts[cid]
-                context.state = TTSState.CLOSED
-                self.finishing[cid] = self.finishing.get(cid, 0) + 1
+            if now >= (context.deadline or float("inf")):
+                self._end(cid).state = TTSState.CLOSED
                 events.append(ContextClosed(cid, "timeout"))
         idle = not self.contexts and not self.finishing and not events
         if idle and now >= self._last_input + self.params.inactivity_timeout:
             raise ProtocolError(
-                INPUT_TIMEOUT,
+                TTSError.INPUT_TIMEOUT,
                 f"No message within the timeout of {self.params.inactivity_timeout:g} "
                 "seconds and no open context.",
             )
@@ -187,78 +184,77 @@ class MultiStreamSession:
         else:
             self.finishing.pop(context_id, None)
 
-    def _close(self, cid: str, context: ContextSession) -> list[MultiEvent]:
-        del self.contexts[cid]
+    def _end(self, cid: str) -> ContextSession:
+        """An open context stops counting as open; it is finishing until its final is sent."""
         self.finishing[cid] = self.finishing.get(cid, 0) + 1
+        return self.contexts.pop(cid)
+
+    def _close(self, cid: str, context: ContextSession) -> list[MultiEvent]:
+        self._end(cid)
         events: list[MultiEvent] = [ContextText(cid, e) for e in context.close() if isinstance(e, Generate)]
         events.append(ContextClosed(cid))
         return events
 
     def receive(self, frame: str | bytes, now: float) -> list[MultiEvent]:
         if self.closing:
-            raise ProtocolError(INVALID_INPUT, "The socket is closing (close_socket was sent).")
+            raise ProtocolError(TTSError.INVALID_INPUT, "The socket is closing (close_socket was sent).")
         message = parse_client_message(frame, self.max_message_bytes, MultiClientMessage)
         assert isinstance(message, MultiClientMessage)
         self._last_input = now
         if message.close_socket:
             # Every open context closes as close_context would: all its text is voiced.
             self.closing = True
-            events: list[MultiEvent] = []
-            for open_id, open_context in list(self.contexts.items()):
-                events.extend(self._close(open_id, open_context))
-            events.append(SocketClosing())
-            return events
+            closed = [e for cid, c in list(self.contexts.items()) for e in self._close(cid, c)]
+            return [*closed, SocketClosing()]
         cid = message.context_id or DEFAULT_CONTEXT
         context = self.contexts.get(cid)
-        if message.close_context:
+        settings = message.voice_settings or message.generation_config or message.generator_config
+        if closing := bool(message.close_context):
             if context is None:
                 return []  # closing an unknown or already closed context is harmless
-            if message.text or message.flush:
-                produced = context.receive_message(message.model_copy(update={"close_context": None}), now)
-                return [*self._wrap(cid, produced), *self._close(cid, context)]
-            return self._close(cid, context)
-        if context is None and cid in self.finishing and not message.text.strip():
+            if not (message.text or message.flush):
+                return self._close(cid, context)
+            message = message.model_copy(update={"close_context": None})
+        elif context is None and cid in self.finishing and not message.text.strip():
             return []  # a late flush or keep-alive of a context that is finishing: ignored
-        settings = message.voice_settings or message.generation_config or message.generator_config
-        if context is None and message.text == "" and settings is None:
+        elif context is None and message.text == "" and settings is None:
             # A keep-alive (or flush) naming no open context — pipecat sends a context-less one
             # between turns — keeps the socket alive; it does not open a context that would
             # take one of the 5 places and time out later with a final nobody asked for.
             return []
-        events = []
+        opened = context is None
         if context is None:
             if len(self.contexts) >= MAX_CONTEXTS:
-                raise ProtocolError("max_active_conversations", TOO_MANY_CONTEXTS)
-            context = ContextSession(
+                raise ProtocolError(TTSError.TOO_MANY_CONTEXTS, TOO_MANY_CONTEXTS)
+            context = self.contexts[cid] = ContextSession(
                 self.params,
                 now,
                 max_message_bytes=self.max_message_bytes,
                 max_buffer_chars=self.max_buffer_chars,
             )
-            self.contexts[cid] = context
+        try:
             produced = context.receive_message(message, now)
-            init = produced[0]
-            assert isinstance(init, Initialized)
-            events.append(ContextOpened(cid, init))
-            produced = produced[1:]
-        else:
-            produced = context.receive_message(message, now)
-        events.extend(self._wrap(cid, produced))
-        return events
-
-    @staticmethod
-    def _wrap(cid: str, produced: list[Any]) -> list[MultiEvent]:
+        except ProtocolError as exc:
+            return self.fail(cid, exc)  # the context's own error ends it alone
         events: list[MultiEvent] = []
         for event in produced:
             if isinstance(event, Generate):
                 events.append(ContextText(cid, event))
             elif isinstance(event, Initialized):
-                events.append(ContextReinitialized(cid, event))
-        return events
+                kind = ContextOpened if opened and not events else ContextReinitialized
+                events.append(kind(cid, event))
+        return events + self._close(cid, context) if closing else events
+
+    def fail(self, context_id: str, error: ProtocolError) -> list[MultiEvent]:
+        """End one context on ``error`` (its own, or the route's: its queue overflowed, its
+        engine failed). An open one stops counting as open and is finishing until its final."""
+        if context_id in self.contexts:
+            self._end(context_id)
+        return [ContextFailed(context_id, error)]
 
 
-def context_audio(message: dict[str, Any], context_id: str) -> dict[str, Any]:
-    """An audio frame of a context (``contextId``, camelCase, as upstream sends it)."""
+def in_context(message: dict[str, Any], context_id: str) -> dict[str, Any]:
+    """A context's audio or error frame (``contextId``, camelCase, as upstream sends it)."""
     return {**message, "contextId": context_id}
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
-from speechwire.protocol.errors import ProtocolError, query_bool
+from speechwire.protocol.errors import ProtocolError, TTSError, query_bool
 
 DEFAULT_CHUNK_LENGTH_SCHEDULE: tuple[int, ...] = (120, 160, 250, 290)
 DEFAULT_INACTIVITY_TIMEOUT_S = 20.0
@@ -30,13 +30,13 @@ TRY_TRIGGER_MIN_CHARS = 50
 AUTO_MODE_MAX_CHARS = 250
 """In ``auto_mode`` a run without punctuation is still generated once it is this long."""
 
-INVALID_INPUT = "invalid_input_message"
-INPUT_TIMEOUT = "input_timeout_exceeded"
-MESSAGE_TOO_LARGE = "message_too_large"
-INVALID_REQUEST = "invalid_request"
-VOICE_NOT_FOUND = "voice_not_found"
-MODEL_NOT_FOUND = "model_not_found"
-UNSUPPORTED_OUTPUT_FORMAT = "unsupported_output_format"
+MAX_UNCUT_CHARS = 1_000
+"""A run this long with no word boundary (no space: a URL, a hash, CJK text) is cut here anyway,
+so such text is voiced in pieces instead of piling up until ``max_buffer_chars``."""
+
+
+def _invalid(message: str) -> ProtocolError:
+    return ProtocolError(TTSError.INVALID_REQUEST, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,31 +69,26 @@ class StreamInputParams:
         try:
             fmt = AudioFormat.parse(q.pop("output_format", DEFAULT_OUTPUT_FORMAT))
         except UnsupportedFormat as exc:
-            raise ProtocolError(UNSUPPORTED_OUTPUT_FORMAT, str(exc)) from exc
+            raise ProtocolError(TTSError.UNSUPPORTED_OUTPUT_FORMAT, str(exc)) from exc
         timeout = DEFAULT_INACTIVITY_TIMEOUT_S
         if "inactivity_timeout" in q:
             raw = q.pop("inactivity_timeout")
             try:
                 timeout = float(raw)
             except ValueError:
-                raise ProtocolError(
-                    INVALID_REQUEST, f"inactivity_timeout must be a number, got {raw!r}"
-                ) from None
+                raise _invalid(f"inactivity_timeout must be a number, got {raw!r}") from None
             if not 1 <= timeout <= MAX_INACTIVITY_TIMEOUT_S:
-                raise ProtocolError(
-                    INVALID_REQUEST,
-                    f"inactivity_timeout must be between 1 and {MAX_INACTIVITY_TIMEOUT_S:g} seconds, "
-                    f"got {raw}",
-                )
+                limit = f"between 1 and {MAX_INACTIVITY_TIMEOUT_S:g} seconds"
+                raise _invalid(f"inactivity_timeout must be {limit}, got {raw}")
         seed: int | None = None
         if "seed" in q:
             raw = q.pop("seed")
             if not (raw.isascii() and raw.isdigit()) or int(raw) > 4294967295:
-                raise ProtocolError(INVALID_REQUEST, f"seed must be an integer 0..4294967295, got {raw!r}")
+                raise _invalid(f"seed must be an integer 0..4294967295, got {raw!r}")
             seed = int(raw)
         normalization = q.pop("apply_text_normalization", "auto")
         if normalization not in ("auto", "on", "off"):
-            raise ProtocolError(INVALID_REQUEST, "apply_text_normalization must be auto, on or off")
+            raise _invalid("apply_text_normalization must be auto, on or off")
         flags = {
             name: query_bool(name, q.pop(name))
             for name in ("sync_alignment", "auto_mode", "enable_logging", "enable_ssml_parsing")
@@ -185,25 +180,25 @@ def parse_client_message(
 ) -> ClientTextMessage:
     """Decode one client frame, or raise the ``ProtocolError`` that tells the client why not."""
     if isinstance(frame, bytes):
-        raise ProtocolError(INVALID_INPUT, "Expected a JSON text frame, got a binary frame.")
+        raise ProtocolError(TTSError.INVALID_INPUT, "Expected a JSON text frame, got a binary frame.")
     size = len(frame.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ProtocolError(
-            MESSAGE_TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_bytes} bytes."
+            TTSError.MESSAGE_TOO_LARGE, f"Message of {size} bytes exceeds the limit of {max_bytes} bytes."
         )
     try:
         data = json.loads(frame)
     except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError(INVALID_INPUT, f"Message is not valid JSON: {exc}") from None
+        raise ProtocolError(TTSError.INVALID_INPUT, f"Message is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ProtocolError(INVALID_INPUT, "Message must be a JSON object.")
+        raise ProtocolError(TTSError.INVALID_INPUT, "Message must be a JSON object.")
     try:
         return (model or ClientTextMessage).model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors()[:5]
         )
-        raise ProtocolError(INVALID_INPUT, f"Invalid message: {problems}") from None
+        raise ProtocolError(TTSError.INVALID_INPUT, f"Invalid message: {problems}") from None
 
 
 class TTSState(enum.Enum):
@@ -243,47 +238,107 @@ TTSEvent = Initialized | Generate | InputEnded
 
 _SENTENCE_END = ".!?…"
 _CLAUSE_END = ",;:—)"
-_SENTENCE_AT_END = re.compile(r"[.!?…][\"'”’)\]]*\Z")
+_CLOSERS = "\"'”’)]"
+_SCANNED = re.compile(r"[\s<>]")
+_LEADING_SPACE = re.compile(r"\s*")
 
 
-def _ends_sentence(text: str) -> bool:
-    """Whether ``text`` ends a sentence right at its end: ``.!?…`` and any closing quotes or
-    brackets, with no whitespace after them."""
-    return bool(_SENTENCE_AT_END.search(text))
+def _shift(position: int, cut: int) -> int:
+    return position - cut if position >= cut else -1
 
 
-def _inside_tag(text: str, i: int) -> bool:
-    """Whether position ``i`` is inside an SSML tag that is open at that point (``<break time=``):
-    with SSML parsing on, a cut there would split the tag into text the engine reads aloud."""
-    opening = text.rfind("<", 0, i)
-    return opening >= 0 and text.find(">", opening, i) < 0
+class TextBuffer:
+    """Text not yet given to synthesis, with what the cut search needs kept up to date as it
+    arrives: the last word boundary, the last one after a sentence and after a clause, an open
+    SSML tag, whether the text ends a sentence. Each frame costs time in proportion to its own
+    length, never to the buffer's (issue 14: rescanning 95,000 characters for every 13-byte
+    frame stalled the event loop for every session). Positions are offsets in ``text``, -1 for
+    none; a boundary is a whitespace character outside an open tag (with SSML parsing on)."""
+
+    def __init__(self, ssml: bool) -> None:
+        self.ssml = ssml
+        self.text = ""
+        self.joins: list[int] = []
+        """Offsets where one message ended a sentence and the next began without a space: a
+        word boundary the engine must see, so the text is cut there (never sent as "there!I")."""
+        self.space = self.sentence = self.clause = self.tag = self.ends = self.last_text = -1
+        self.lead = 0  # leading whitespace characters
+
+    def append(self, chunk: str) -> None:
+        start = len(self.text)
+        if chunk and not chunk[0].isspace() and self.ends >= 0:
+            self.joins.append(start)
+        self.text += chunk
+        for match in _SCANNED.finditer(chunk):
+            ch, i = match.group(), start + match.start()
+            if ch in "<>":
+                self.tag = i if ch == "<" else -1
+            elif not (self.ssml and self.tag >= 0):
+                self.space = i
+                before = self.text[i - 1] if i > 0 else "\0"
+                if before in _SENTENCE_END:
+                    self.sentence = i
+                elif before in _CLAUSE_END:
+                    self.clause = i
+        body = chunk.rstrip(_CLOSERS)  # a sentence ends at .!?… and any closing quotes after it
+        if body:
+            self.ends = start + len(body) - 1 if body[-1] in _SENTENCE_END else -1
+        if stripped := chunk.rstrip():
+            self.last_text = start + len(stripped) - 1
+        if self.lead == start:
+            self.lead += _LEADING_SPACE.match(chunk).end()  # type: ignore[union-attr]
+
+    @property
+    def stripped_len(self) -> int:
+        """``len(text.strip())``, without scanning."""
+        return self.last_text - self.lead + 1 if self.last_text >= 0 else 0
+
+    @property
+    def in_tag(self) -> bool:
+        return self.ssml and self.tag >= 0
+
+    def take(self, cut: int) -> tuple[str, list[int]]:
+        """The first ``cut`` characters and the joins inside them; the rest stays."""
+        text, self.text = self.text[:cut], self.text[cut:]
+        bounds = [j for j in self.joins if 0 < j < cut]
+        self.joins = [j - cut for j in self.joins if j > cut]
+        self.space, self.sentence, self.clause = (
+            _shift(p, cut) for p in (self.space, self.sentence, self.clause)
+        )
+        self.tag, self.ends, self.last_text = (_shift(p, cut) for p in (self.tag, self.ends, self.last_text))
+        self.lead = _LEADING_SPACE.match(self.text).end()  # type: ignore[union-attr]
+        return text, bounds
+
+    def best_cut(self, threshold: int) -> int:
+        """Where to cut a buffer that reached its schedule threshold: never inside a word.
+
+        Prefer the end of a sentence, then of a clause, as long as it keeps at least half the
+        threshold, because engines phrase whole clauses better than arbitrary word runs. A
+        buffer with no boundary past its leading blanks is cut at ``MAX_UNCUT_CHARS`` anyway.
+        """
+        if self.space < self.lead:
+            return MAX_UNCUT_CHARS if len(self.text) >= MAX_UNCUT_CHARS else 0
+        for marked in (self.sentence, self.clause):
+            if marked >= threshold // 2:
+                return marked + 1
+        return self.space + 1
+
+    def auto_cut(self) -> int:
+        """``auto_mode``: generate each complete sentence or clause as soon as it is there.
+
+        A buffer that ends a sentence (the message just received did) is generated whole at
+        once: auto-mode clients send one sentence per message, often with no trailing space.
+        """
+        if self.ends >= 0 and not self.in_tag:
+            return len(self.text)
+        if (marked := max(self.sentence, self.clause)) > 0:
+            return marked + 1
+        return self.best_cut(AUTO_MODE_MAX_CHARS) if len(self.text) >= AUTO_MODE_MAX_CHARS else 0
 
 
-def _best_cut(buffer: str, threshold: int, ssml: bool = False) -> int:
-    """Where to cut a buffer that reached its schedule threshold: never inside a word.
-
-    Prefer the end of a sentence, then of a clause, as long as it keeps at least half the
-    threshold, because engines phrase whole clauses better than arbitrary word runs.
-    """
-    spaces = [i for i, ch in enumerate(buffer) if ch.isspace() and not (ssml and _inside_tag(buffer, i))]
-    last_space = max(spaces, default=-1)
-    if last_space <= 0:
-        return 0
-    floor = threshold // 2
-    for marks in (_SENTENCE_END, _CLAUSE_END):
-        for i in reversed(spaces):
-            if i < floor:
-                break
-            if i > 0 and buffer[i - 1] in marks:
-                return i + 1
-    return last_space + 1
-
-
-class TTSServerSession:
-    """Buffers text by the ``chunk_length_schedule`` and says when to synthesise what.
-
-    The clock is an argument (``now``, in seconds, any monotonic origin), so tests can drive time.
-    """
+class StreamSession:
+    """What both TTS sessions hold: the query's parameters, the frame and buffer bounds, and
+    when the last frame came (their inactivity clock)."""
 
     def __init__(
         self,
@@ -294,21 +349,31 @@ class TTSServerSession:
         max_buffer_chars: int = 100_000,
     ) -> None:
         self.params = params
-        self.state = TTSState.AWAITING_INIT
         self.max_message_bytes = max_message_bytes
         self.max_buffer_chars = max_buffer_chars
+        self._last_input = now
+
+
+class TTSServerSession(StreamSession):
+    """Buffers text by the ``chunk_length_schedule`` and says when to synthesise what.
+
+    The clock is an argument (``now``, in seconds, any monotonic origin), so tests can drive time.
+    """
+
+    empty_first_text_ends = True
+    """An empty first text is an error here (it would end input); a context takes it as a start."""
+
+    def __init__(self, params: StreamInputParams, now: float, **limits: int) -> None:
+        super().__init__(params, now, **limits)
+        self.state = TTSState.AWAITING_INIT
         self.schedule: tuple[int, ...] = DEFAULT_CHUNK_LENGTH_SCHEDULE
         self.voice_settings: VoiceSettings | None = None
-        self._buffer = ""
-        self._joins: list[int] = []
-        """Buffer offsets where one message ended a sentence and the next began without a space:
-        a word boundary the engine must see, so the text is cut there (never sent as "there!I")."""
+        self._buffer = TextBuffer(params.enable_ssml_parsing)
         self._generated = 0
-        self._last_input = now
 
     @property
     def buffered_text(self) -> str:
-        return self._buffer
+        return self._buffer.text
 
     @property
     def deadline(self) -> float | None:
@@ -324,7 +389,7 @@ class TTSServerSession:
         if deadline is not None and now >= deadline:
             self.state = TTSState.CLOSED
             raise ProtocolError(
-                INPUT_TIMEOUT,
+                TTSError.INPUT_TIMEOUT,
                 "Have not received a new text input within the timeout of "
                 f"{self.params.inactivity_timeout:g} "
                 "seconds. Streaming input requires feeding text in a timely manner or sending the end of "
@@ -335,9 +400,9 @@ class TTSServerSession:
     def receive(self, frame: str | bytes, now: float) -> list[TTSEvent]:
         """Take one client frame; return what to do, or raise ``ProtocolError`` (then close)."""
         if self.state is TTSState.CLOSED:
-            raise ProtocolError(INVALID_INPUT, "The stream is closed.")
+            raise ProtocolError(TTSError.INVALID_INPUT, "The stream is closed.")
         if self.state is TTSState.INPUT_ENDED:
-            raise ProtocolError(INVALID_INPUT, "Input already ended with an empty text message.")
+            raise ProtocolError(TTSError.INVALID_INPUT, "Input already ended with an empty text message.")
         try:
             return self.receive_message(parse_client_message(frame, self.max_message_bytes), now)
         except ProtocolError:
@@ -358,9 +423,9 @@ class TTSServerSession:
             raise
 
     def _initialise(self, message: ClientTextMessage) -> Initialized:
-        if message.text == "":
+        if message.text == "" and self.empty_first_text_ends:
             raise ProtocolError(
-                INVALID_INPUT,
+                TTSError.INVALID_INPUT,
                 'The first message must initialise the stream (text " ", or the first text); '
                 "an empty text would end input before it started.",
             )
@@ -382,39 +447,30 @@ class TTSServerSession:
     def _stream(self, message: ClientTextMessage) -> list[TTSEvent]:
         if message.voice_settings is not None and message.voice_settings != self.voice_settings:
             raise ProtocolError(
-                INVALID_INPUT,
+                TTSError.INVALID_INPUT,
                 "voice_settings field must be provided in the first message and then either be not "
                 "provided or not change.",
             )
         if message.text == "":
             events: list[TTSEvent] = self._generate_all(flush=True)
-            self._buffer = ""
+            self._buffer = TextBuffer(self.params.enable_ssml_parsing)
             self.state = TTSState.INPUT_ENDED
             events.append(InputEnded())
             return events
-        self._append(message.text)
-        if len(self._buffer) > self.max_buffer_chars:
+        self._buffer.append(message.text)
+        if len(self._buffer.text) > self.max_buffer_chars:
             raise ProtocolError(
-                MESSAGE_TOO_LARGE,
+                TTSError.MESSAGE_TOO_LARGE,
                 f"More than {self.max_buffer_chars} characters buffered without generation; send flush.",
             )
         if message.flush:
             return self._generate_all(flush=True)
         return self._generate_by_schedule(bool(message.try_trigger_generation))
 
-    def _append(self, text: str) -> None:
-        if text and not text[0].isspace() and _ends_sentence(self._buffer):
-            self._joins.append(len(self._buffer))
-        self._buffer += text
-
     def _emit(self, cut: int, flush: bool) -> list[TTSEvent]:
-        text, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        if not text.strip():
-            # Whitespace alone makes no sound: keep it so alignment still covers every character.
-            self._buffer = text + self._buffer
-            return []
-        bounds = [j for j in self._joins if 0 < j < cut]
-        self._joins = [j - cut for j in self._joins if j > cut]
+        if cut <= self._buffer.lead:
+            return []  # whitespace alone makes no sound: kept, so alignment covers every character
+        text, bounds = self._buffer.take(cut)
         events: list[TTSEvent] = []
         start = 0
         for end in [*bounds, cut]:
@@ -426,47 +482,23 @@ class TTSServerSession:
         return events
 
     def _generate_all(self, flush: bool) -> list[TTSEvent]:
-        return self._emit(len(self._buffer), flush)
+        return self._emit(len(self._buffer.text), flush)
 
     def _generate_by_schedule(self, try_trigger: bool) -> list[TTSEvent]:
         events: list[TTSEvent] = []
         while True:
             if self.params.auto_mode:
-                threshold = 1
-                cut = self._auto_cut()
+                cut = self._buffer.auto_cut()
             else:
                 threshold = self.schedule[min(self._generated, len(self.schedule) - 1)]
                 if try_trigger:
                     threshold = min(threshold, TRY_TRIGGER_MIN_CHARS)
-                cut = (
-                    _best_cut(self._buffer, threshold, self.params.enable_ssml_parsing)
-                    if len(self._buffer.strip()) >= threshold
-                    else 0
-                )
-            if cut <= 0:
-                return events
-            emitted = self._emit(cut, flush=False)
+                fits = self._buffer.stripped_len >= threshold or len(self._buffer.text) >= MAX_UNCUT_CHARS
+                cut = self._buffer.best_cut(threshold) if fits else 0
+            emitted = self._emit(cut, flush=False) if cut > 0 else []
             if not emitted:
                 return events
             events.extend(emitted)
-
-    def _auto_cut(self) -> int:
-        """``auto_mode``: generate each complete sentence or clause as soon as it is there.
-
-        A buffer that ends a sentence (the message just received did) is generated whole at
-        once: auto-mode clients send one sentence per message, often with no trailing space.
-        """
-        buf = self._buffer
-        ssml = self.params.enable_ssml_parsing
-        if _ends_sentence(buf) and not (ssml and _inside_tag(buf, len(buf))):
-            return len(buf)
-        for i in range(len(buf) - 1, 0, -1):
-            marked = buf[i].isspace() and buf[i - 1] in _SENTENCE_END + _CLAUSE_END
-            if marked and not (ssml and _inside_tag(buf, i)):
-                return i + 1
-        if len(buf) >= AUTO_MODE_MAX_CHARS:
-            return _best_cut(buf, AUTO_MODE_MAX_CHARS, ssml)
-        return 0
 
 
 def alignment_json(alignment: CharAlignment) -> dict[str, list[Any]]:
