@@ -141,7 +141,8 @@ async def test_status_reconnects_after_a_server_restart_without_reload() -> None
             # than read once after the state changed (it may already say "connecting" again).
             await page.wait_for_function(
                 """() => { const s = document.querySelector('#tts-status');
-                           return s.dataset.state === 'reconnecting' && s.textContent.includes('reconnecting in')
+                           return s.dataset.state === 'reconnecting'
+                                  && s.textContent.includes('reconnecting in')
                                   && s.textContent.includes('attempt'); }""",
                 timeout=20_000,
             )
