@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from speechwire.engines.base import VoiceInfo
 from speechwire.engines.premade import PremadeVoice
+from speechwire.server.routes.tts_http import MAX_HTTP_TEXT_CHARS, error_response
 from speechwire.server.state import server_state
 
 router = APIRouter()
@@ -33,45 +34,42 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
 
 
-def _local_voice(v: VoiceInfo) -> dict[str, Any]:
+def _voice(
+    voice_id: str, name: str, description: str, labels: dict[str, str], legacy: bool
+) -> dict[str, Any]:
     return {
-        "voice_id": v.voice_id,
-        "name": v.name,
+        "voice_id": voice_id,
+        "name": name,
         "category": "premade",
-        "description": v.description,
-        "labels": {**v.labels, "language": v.language, "engine": v.engine},
+        "description": description,
+        "labels": labels,
         "settings": DEFAULT_SETTINGS,
         "available_for_tiers": [],
         "high_quality_base_model_ids": [],
         "verified_languages": [],
         "is_owner": False,
-        "is_legacy": False,
+        "is_legacy": legacy,
     }
+
+
+def _local_voice(v: VoiceInfo) -> dict[str, Any]:
+    labels = {**v.labels, "language": v.language, "engine": v.engine}
+    return _voice(v.voice_id, v.name, v.description, labels, False)
 
 
 def _premade_voice(p: PremadeVoice, local: VoiceInfo) -> dict[str, Any]:
-    return {
-        "voice_id": p.voice_id,
-        "name": p.name,
-        "category": "premade",
-        "description": (
-            f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
-            f"voice {local.voice_id!r} ({local.name})."
-        ),
-        "labels": {
-            "gender": p.gender,
-            "accent": p.accent.lower(),
-            "language": "en",
-            "speechwire_voice": local.voice_id,
-            "engine": local.engine,
-        },
-        "settings": DEFAULT_SETTINGS,
-        "available_for_tiers": [],
-        "high_quality_base_model_ids": [],
-        "verified_languages": [],
-        "is_owner": False,
-        "is_legacy": p.legacy,
+    description = (
+        f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
+        f"voice {local.voice_id!r} ({local.name})."
+    )
+    labels = {
+        "gender": p.gender,
+        "accent": p.accent.lower(),
+        "language": "en",
+        "speechwire_voice": local.voice_id,
+        "engine": local.engine,
     }
+    return _voice(p.voice_id, p.name, description, labels, p.legacy)
 
 
 def catalogue(request: Request) -> list[dict[str, Any]]:
@@ -94,16 +92,8 @@ def _find(request: Request, voice_id: str) -> dict[str, Any] | None:
 
 
 def _not_found(voice_id: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "detail": {
-                "status": "voice_not_found",
-                "message": f"A voice with the voice_id {voice_id!r} was not found "
-                "(GET /v1/voices lists them).",
-            }
-        },
-        status_code=404,
-    )
+    message = f"A voice with the voice_id {voice_id!r} was not found (GET /v1/voices lists them)."
+    return error_response(404, "voice_not_found", message)
 
 
 @router.get("/v1/voices")
@@ -139,9 +129,7 @@ async def search_voices(
     ignored. ``next_page_token`` is an offset into the filtered list."""
     page_size = max(1, min(MAX_PAGE_SIZE, page_size))
     found = catalogue(request)
-    if voice_type is not None and voice_type != "default":
-        found = []
-    if category is not None and category != "premade":
+    if voice_type not in (None, "default") or category not in (None, "premade"):
         found = []
     if search:
         found = [v for v in found if _matches(v, search)]
@@ -198,7 +186,7 @@ async def models(request: Request) -> list[dict[str, Any]]:
             "serves_pro_voices": False,
             "token_cost_factor": 0.0,
             "requires_alpha_access": False,
-            "maximum_text_length_per_request": 40_000,
+            "maximum_text_length_per_request": MAX_HTTP_TEXT_CHARS,
             "languages": [{"language_id": "en", "name": "English"}],
         }
         for m in state.registry.models()

@@ -93,7 +93,8 @@ class Part:
     data: bytes
 
 
-def _boundary(content_type: str) -> bytes:
+def parse_multipart(body: bytes, content_type: str) -> list[Part]:
+    """The parts of a ``multipart/form-data`` body (RFC 7578), or ``BadRequest`` saying why not."""
     header = Message()
     header["content-type"] = content_type
     if header.get_content_type() != "multipart/form-data":
@@ -105,12 +106,7 @@ def _boundary(content_type: str) -> bytes:
     boundary = header.get_param("boundary")
     if not isinstance(boundary, str) or not boundary:
         raise BadRequest(422, "invalid_content_type", "multipart/form-data without a boundary.")
-    return boundary.encode("latin-1")
-
-
-def parse_multipart(body: bytes, content_type: str) -> list[Part]:
-    """The parts of a ``multipart/form-data`` body (RFC 7578), or ``BadRequest`` saying why not."""
-    delimiter = b"\r\n--" + _boundary(content_type)
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
     pieces = (b"\r\n" + body).split(delimiter)
     parts: list[Part] = []
     for piece in pieces[1:]:
@@ -253,12 +249,10 @@ def choose_engine(state: ServerState, model_id: str, language: str | None) -> ST
             400, "model_not_found", f"Unknown model_id {model_id!r}. Available: {', '.join(known)}."
         )
     if not english and not getattr(engine, "multilingual", False):
-        raise BadRequest(
-            400,
-            "unsupported_language",
-            f"Language {language!r} needs a multilingual engine: add whisper_base to "
-            "SPEECHWIRE_STT_ENGINES (or use speechwire_whisper_base).",
+        needs = (
+            f"Language {language!r} needs a multilingual engine: add whisper_base to SPEECHWIRE_STT_ENGINES"
         )
+        raise BadRequest(400, "unsupported_language", f"{needs} (or use speechwire_whisper_base).")
     return engine
 
 

@@ -185,27 +185,21 @@ def _http_alignment(alignment: CharAlignment, offset_ms: float) -> dict[str, Any
     }
 
 
+def _timed(audio: bytes, aligned: dict[str, Any]) -> dict[str, Any]:
+    """The with-timestamps shape (upstream's normalised alignment is the same one here)."""
+    b64 = base64.b64encode(audio).decode()
+    return {"audio_base64": b64, "alignment": aligned, "normalized_alignment": aligned}
+
+
 @_post("/stream/with-timestamps")
 async def stream_with_timestamps(pipeline: SpeechPipeline, text: str) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         offset = 0.0
-
-        def line(out: AudioOut) -> bytes:
-            aligned = _http_alignment(out.alignment, offset)
-            chunk = {
-                "audio_base64": base64.b64encode(out.audio).decode(),
-                "alignment": aligned,
-                "normalized_alignment": aligned,
-            }
-            return (json.dumps(chunk) + "\n").encode()
-
-        async for out in pipeline.speak(text):
-            yield line(out)
+        async for out in _spoken(pipeline, text):
+            if out.audio or out.alignment.chars:  # only the tail can hold neither
+                yield (json.dumps(_timed(out.audio, _http_alignment(out.alignment, offset))) + "\n").encode()
             offset += out.duration_ms
-        tail = pipeline.finish()
-        if tail is not None and (tail.audio or tail.alignment.chars):
-            yield line(tail)
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
@@ -229,5 +223,4 @@ async def convert_with_timestamps(pipeline: SpeechPipeline, text: str) -> Respon
         for key, values in _http_alignment(out.alignment, offset).items():
             aligned[key] += values
         offset += out.duration_ms
-    audio_base64 = base64.b64encode(b"".join(audio)).decode()
-    return JSONResponse({"audio_base64": audio_base64, "alignment": aligned, "normalized_alignment": aligned})
+    return JSONResponse(_timed(b"".join(audio), aligned))
