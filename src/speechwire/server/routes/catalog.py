@@ -81,14 +81,10 @@ def catalogue(request: Request) -> list[dict[str, Any]]:
 
 
 def _find(request: Request, voice_id: str) -> dict[str, Any] | None:
-    state = server_state(request.app)
-    for voice in catalogue(request):
-        if voice["voice_id"] == voice_id:
-            return voice
-    local = state.registry.lookup(voice_id)  # a configured alias
-    if local is None:
-        return None
-    return {**_local_voice(local), "voice_id": voice_id, "name": f"{local.name} (alias)"}
+    found = next((v for v in catalogue(request) if v["voice_id"] == voice_id), None)
+    if found is not None or (local := server_state(request.app).registry.lookup(voice_id)) is None:
+        return found
+    return {**_local_voice(local), "voice_id": voice_id, "name": f"{local.name} (alias)"}  # an alias
 
 
 def _not_found(voice_id: str) -> JSONResponse:
@@ -137,17 +133,13 @@ async def search_voices(
         if value:
             found = [v for v in found if str(v["labels"].get(label, "")).lower() == value.lower()]
     if voice_ids:
-        wanted = set(voice_ids)
-        found = [v for v in found if v["voice_id"] in wanted]
+        found = [v for v in found if v["voice_id"] in voice_ids]
     if sort == "name":
         found.sort(key=lambda v: str(v["name"]).lower(), reverse=sort_direction == "desc")
     start = int(next_page_token) if next_page_token and next_page_token.isdigit() else 0
-    page = found[start : start + page_size]
-    more = start + page_size < len(found)
-    body: dict[str, Any] = {"voices": page, "has_more": more, "total_count": len(found)}
-    if more:
-        body["next_page_token"] = str(start + page_size)
-    return body
+    end = start + page_size
+    body = {"voices": found[start:end], "has_more": end < len(found), "total_count": len(found)}
+    return {**body, "next_page_token": str(end)} if end < len(found) else body
 
 
 @router.get("/v1/voices/settings/default")

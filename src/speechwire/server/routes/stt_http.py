@@ -51,7 +51,7 @@ BATCH_MODELS = ("scribe_v1", "scribe_v1_experimental", "scribe_v2", "scribe_v2_r
 ENGLISH = ("en", "eng", "en-us", "en-gb", "english")
 BATCH_DEADLINE_S = 2.0
 """Pool deadline of batch work: behind realtime commits (now) and partials (1 s)."""
-MAX_SEGMENT_S = {"whisper": 28.0, "whisper_base": 28.0}
+MAX_SEGMENT_S = {"whisper": 28.0}
 """Longest stretch one decode gets: Whisper's window is 30 s; other engines get ``DEFAULT_SEGMENT_S``."""
 DEFAULT_SEGMENT_S = 15.0
 CONTINUES = "-'’.,;:!?%)]}"
@@ -77,9 +77,6 @@ class BadRequest(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.code, self.message)
 
 
 # ---- the multipart body ------------------------------------------------------------------------
@@ -193,7 +190,6 @@ def speech_segments(
     ``max_s`` (at the quietest frame of the second half) and packed together up to ``max_s``,
     so a long file costs few decodes and none is longer than the engine takes."""
     probs = SileroVAD().probabilities(pcm16k) if probabilities is None else probabilities
-    n = len(probs)
     regions: list[list[int]] = []  # frame ranges: speech starts at 0.5, lasts while >= 0.35
     inside = False
     for i, p in enumerate(probs):
@@ -202,11 +198,10 @@ def speech_segments(
             regions[-1][1] = i + 1
         elif inside:
             regions.append([i, i + 1])
-    pad = 8  # 256 ms either side: word onsets and tails lie below the threshold
-    padded = [[max(0, a - pad), min(n, b + pad)] for a, b in regions]
     limit = max(2, int(max_s * RATE / FRAME))
     split: list[tuple[int, int]] = []
-    for a, b in padded:
+    for first, last in regions:
+        a, b = max(0, first - 8), min(len(probs), last + 8)  # 256 ms pads: onsets and tails are quiet
         while b - a > limit:
             lo = a + limit // 2
             cut = lo + int(np.argmin(probs[lo : a + limit]))
@@ -219,8 +214,7 @@ def speech_segments(
             packed[-1] = (packed[-1][0], b)
         else:
             packed.append((a, b))
-    total = len(pcm16k)
-    return [(a * FRAME, min(total, b * FRAME)) for a, b in packed]
+    return [(a * FRAME, min(len(pcm16k), b * FRAME)) for a, b in packed]
 
 
 # ---- engines -----------------------------------------------------------------------------------
@@ -397,4 +391,4 @@ async def speech_to_text(request: Request, caller: str = Depends(http_caller)) -
                 return await relay_http(state, "/v1/speech-to-text", query, body, content_type, stream=False)
             return JSONResponse(await transcribe(state, form, upload))
     except BadRequest as exc:
-        return exc.response()
+        return error_response(exc.status, exc.code, exc.message)

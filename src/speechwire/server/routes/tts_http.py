@@ -5,8 +5,6 @@ All four take the same body and query parameters and run the same speech pipelin
 routes answer once synthesis is complete (audio bytes, or one JSON object with the alignment of
 the whole text), the ``/stream`` routes as each piece is ready. ``eleven_v3`` is served by the
 voice's local engine; its audio tags (``[laughs]``) are removed rather than read aloud.
-
-Errors use the HTTP API's shape, ``{"detail": {"status", "message"}}``, with a 4xx status.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from speechwire.audio.alignment import CharAlignment
@@ -42,8 +40,6 @@ MAX_HTTP_TEXT_CHARS = 40_000
 
 
 class StreamRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
     text: str = Field(min_length=1, max_length=MAX_HTTP_TEXT_CHARS)
     model_id: str | None = None
     language_code: str | None = None
@@ -109,8 +105,7 @@ class HeldResponse(Response):
     client left): a streamed synthesis is engine work for as long as it streams."""
 
     def __init__(self, inner: Response, release: Callable[[], None]) -> None:
-        self.inner = inner
-        self.release = release
+        self.inner, self.release = inner, release
         self.status_code = inner.status_code
         self.background = inner.background
         self.raw_headers = inner.raw_headers
@@ -133,8 +128,7 @@ def _post(suffix: str) -> Callable[[Respond], Respond]:
             state = server_state(request.app)
             raw = await request.body()
             relayed = relays(state, _body_model_id(raw), stt=False)
-            key = caller if limited(caller) else None
-            admission = state.admit(None, "tts", local=not relayed, caller=key)
+            admission = state.admit(None, "tts", not relayed, caller if limited(caller) else None)
             if isinstance(admission, Refusal):
                 log.info("HTTP synthesis refused: %s (%s)", admission.error, admission.message)
                 state.metrics.refused.labels("tts_http", admission.error).inc()
