@@ -85,8 +85,6 @@ class BadRequest(Exception):
 @dataclass(frozen=True, slots=True)
 class Part:
     name: str
-    filename: str | None
-    content_type: str | None
     data: bytes
 
 
@@ -120,7 +118,7 @@ def parse_multipart(body: bytes, content_type: str) -> list[Part]:
         field = headers.get_param("name", header="content-disposition")
         if not isinstance(field, str):
             continue
-        parts.append(Part(field, headers.get_filename(), headers.get("content-type"), data))
+        parts.append(Part(field, data))
     raise BadRequest(422, "invalid_request", "The multipart/form-data body is malformed or truncated.")
 
 

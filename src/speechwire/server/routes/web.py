@@ -51,12 +51,8 @@ class NoSniff:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
         async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start":  # WebSocket and lifespan messages pass as they are
                 MutableHeaders(scope=message)["x-content-type-options"] = "nosniff"
             await send(message)
 
