@@ -201,7 +201,7 @@ class StreamingRecognizer:
         self._generation += 1
         results = [await p.task for p in phrases]
         words = [
-            w for phrase, result in zip(phrases, results, strict=True) for w in _words_of(phrase, result)
+            w for p, result in zip(phrases, results, strict=True) for w in words_of(result, p.start, p.end)
         ]
         text = join_texts(r.text for r in results)
         speech_end_s = self._endpoint.last_speech_end / RATE
@@ -216,15 +216,15 @@ class StreamingRecognizer:
             self._partial_task.cancel()
 
 
-def _words_of(phrase: _Phrase, result: Recognition) -> list[RecognizedWord]:
-    """Stream-time word timings: the engine's when it gives them, else spread by length."""
-    offset = phrase.start / RATE
+def words_of(result: Recognition, start: int, end: int) -> list[RecognizedWord]:
+    """Stream-time word timings of samples ``start:end``: the engine's, else spread by length."""
+    offset = start / RATE
     if result.words:
         return [w._replace(start_s=offset + w.start_s, end_s=offset + w.end_s) for w in result.words]
     tokens = join_texts([result.text]).split()
     if not tokens:
         return []
-    span = (phrase.end - phrase.start) / RATE
+    span = (end - start) / RATE
     total = sum(len(t) + 1 for t in tokens)
     out: list[RecognizedWord] = []
     t = offset

@@ -130,6 +130,15 @@ class WhisperEngine:
         text = " ".join(s.text.strip() for s in segments).strip()
         return Recognition(text, words, 1000 * (time.perf_counter() - start))
 
+    def detect_language(self, pcm16k: npt.NDArray[np.int16]) -> tuple[str, float]:
+        """Whisper's language identification on the first 30 s (its window): (ISO 639-1 code,
+        probability). Only the multilingual model knows more than English."""
+        self.load()
+        audio = pcm16k[: 30 * 16_000].astype(np.float32) / 32768.0
+        with self._lock:
+            language, probability, _ = self._model.detect_language(audio=audio)
+        return str(language), float(probability)
+
     transcribe = recognize
     """The name the intelligibility checks call (``whisper.transcribe(pcm).text``)."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,14 +61,10 @@ def build_stt_engines(settings: Settings) -> dict[str, STTEngine]:
             from speechwire.engines.moonshine import MoonshineEngine
 
             engines[name] = MoonshineEngine(instances=settings.stt_workers)
-        elif name == "whisper":
+        elif name in ("whisper", "whisper_base"):
             from speechwire.engines.whisper import WhisperEngine
 
-            engines[name] = WhisperEngine(cpu_threads=settings.piper_threads)
-        elif name == "whisper_base":
-            from speechwire.engines.whisper import WhisperEngine
-
-            engines[name] = WhisperEngine(cpu_threads=settings.piper_threads, multilingual=True)
+            engines[name] = WhisperEngine(cpu_threads=settings.piper_threads, multilingual=name != "whisper")
         else:
             raise ValueError(f"unknown STT engine {name!r} (known: moonshine, whisper, whisper_base)")
     return engines
@@ -85,14 +80,11 @@ def _key_problem(position: int, key: str) -> str | None:
     and CI logs."""
     if key.strip().lower() == EXAMPLE_API_KEY:
         return f"SPEECHWIRE_API_KEYS holds .env.example's placeholder {EXAMPLE_API_KEY!r}"
+    where = f"key {position} in SPEECHWIRE_API_KEYS"
     if looks_like_placeholder(key):
-        return (
-            f"key {position} in SPEECHWIRE_API_KEYS is a placeholder (it says 'replace', 'your-' or the like)"
-        )
+        return f"{where} is a placeholder (it says 'replace', 'your-' or the like)"
     if len(key) < MIN_API_KEY_CHARS:
-        return (
-            f"key {position} in SPEECHWIRE_API_KEYS has {len(key)} characters (at least {MIN_API_KEY_CHARS})"
-        )
+        return f"{where} has {len(key)} characters (at least {MIN_API_KEY_CHARS})"
     return None
 
 
@@ -113,8 +105,7 @@ def check_settings(settings: Settings) -> None:
     if not settings.api_keys and not settings.dev:
         raise InsecureConfiguration(
             "No API keys: set SPEECHWIRE_API_KEYS (comma-separated, or a JSON list) or, for "
-            "development on this "
-            "machine only, run with --dev (SPEECHWIRE_DEV=true)."
+            "development on this machine only, run with --dev (SPEECHWIRE_DEV=true)."
         )
     if settings.ignored_elevenlabs_placeholder:
         log.warning(
@@ -123,22 +114,20 @@ def check_settings(settings: Settings) -> None:
             "https://elevenlabs.io/app/settings/api-keys there, or delete the line."
         )
     cloud_key = settings.elevenlabs_api_key
-    if cloud_key is not None and len(cloud_key.get_secret_value().strip()) < MIN_SECRET_CHARS:
+    if cloud_key is not None and (chars := len(cloud_key.get_secret_value().strip())) < MIN_SECRET_CHARS:
         # A key this short is not an ElevenLabs key (theirs are 51 characters), and a short
         # secret cannot be blanked in logs without blanking ordinary words.
         raise InsecureConfiguration(
-            f"ELEVENLABS_API_KEY has {len(cloud_key.get_secret_value().strip())} characters (at least "
-            f"{MIN_SECRET_CHARS}): put your key from https://elevenlabs.io/app/settings/api-keys "
-            "there, or delete the line."
+            f"ELEVENLABS_API_KEY has {chars} characters (at least {MIN_SECRET_CHARS}): put your key "
+            "from https://elevenlabs.io/app/settings/api-keys there, or delete the line."
         )
-    for backend in (settings.tts_backend, settings.stt_backend):
-        if backend == "elevenlabs" and settings.elevenlabs_api_key is None:
-            what = (
-                "a real ELEVENLABS_API_KEY (it holds a placeholder)"
-                if settings.ignored_elevenlabs_placeholder
-                else "ELEVENLABS_API_KEY"
-            )
-            raise InsecureConfiguration(f"The elevenlabs backend needs {what} (see .env.example).")
+    if cloud_key is None and "elevenlabs" in (settings.tts_backend, settings.stt_backend):
+        what = (
+            "a real ELEVENLABS_API_KEY (it holds a placeholder)"
+            if settings.ignored_elevenlabs_placeholder
+            else "ELEVENLABS_API_KEY"
+        )
+        raise InsecureConfiguration(f"The elevenlabs backend needs {what} (see .env.example).")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -169,11 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stt_pool = EnginePool(
             settings.stt_workers, name="stt", on_wait=metrics.queue_wait.labels("stt").observe
         )
-        cloud = None
-        if settings.elevenlabs_api_key is not None:
-            cloud = ElevenLabsCloud(
-                settings.elevenlabs_api_key.get_secret_value(), settings.elevenlabs_base_url
-            )
+        key = settings.elevenlabs_api_key
+        cloud = None if key is None else ElevenLabsCloud(key.get_secret_value(), settings.elevenlabs_base_url)
         tokens: TokenStore = MemoryTokenStore(ttl_s=settings.token_ttl_s)
         limiter: Limiter = RateLimiter(
             settings.rate_sessions_per_minute, settings.rate_burst, settings.max_sessions_per_key
@@ -213,16 +199,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stt_pool.close()
 
     # Access (issue 14): the API description is a map of every route for whoever asks, so it is
-    # served only by a development server.
-    docs = settings.dev
-    app = FastAPI(
-        title="speechwire",
-        version=__version__,
-        lifespan=lifespan,
-        openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-    )
+    # served only by a development server (without it FastAPI serves neither /docs nor /redoc).
+    openapi_url = "/openapi.json" if settings.dev else None
+    app = FastAPI(title="speechwire", version=__version__, lifespan=lifespan, openapi_url=openapi_url)
     origins = [o for o in settings.allowed_origins if o != "*"] or (["*"] if settings.allowed_origins else [])
     if origins:
         # Pages on allowed origins may call the HTTP API (mint tokens, stream speech).
@@ -277,23 +256,22 @@ class BodyLimit:
     """Every HTTP request body is at most ``limit`` bytes (``larger``: a limit and an error
     status by path). A declared ``Content-Length`` past it gets 413 before anything is read; a
     body that grows past it while read (chunked, or lying about its length) is cut off with
-    413 too. Why here and not per route: a route that reads ``request.body()`` would otherwise
-    hold any size in memory (issue 14: a 200 MB ``POST …/stream`` cost 400 MiB), and a new
-    route must not be able to forget it."""
+    413 too. Here rather than per route because a route that reads ``request.body()`` would
+    otherwise hold any size in memory, and a new route must not be able to forget it."""
 
     def __init__(self, app: ASGIApp, limit: int, larger: dict[str, tuple[int, str]]) -> None:
-        self.app = app
-        self.limit = limit
-        self.larger = larger
+        self.app, self.limit, self.larger = app, limit, larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit, status = self.larger.get(scope["path"], (self.limit, "request_too_large"))
+        said = f"The request body exceeds this server's limit of {limit} bytes."
+        refusal = JSONResponse({"detail": {"status": status, "message": said}}, 413, {"connection": "close"})
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, limit, status)
+            await refusal(scope, receive, send)
             return
         received = 0
         started = False
@@ -317,20 +295,4 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await self._refuse(send, limit, status)
-
-    @staticmethod
-    async def _refuse(send: Send, limit: int, status: str) -> None:
-        body = json.dumps(
-            {
-                "detail": {
-                    "status": status,
-                    "message": f"The request body exceeds this server's limit of {limit} bytes.",
-                }
-            }
-        ).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send(
-            {"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]}
-        )
-        await send({"type": "http.response.body", "body": body})
+            await refusal(scope, receive, send)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from speechwire.engines.base import VoiceInfo
 from speechwire.engines.premade import PremadeVoice
+from speechwire.server.routes.tts_http import MAX_HTTP_TEXT_CHARS, error_response
 from speechwire.server.state import server_state
 
 router = APIRouter()
@@ -33,45 +34,42 @@ DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
 
 
-def _local_voice(v: VoiceInfo) -> dict[str, Any]:
+def _voice(
+    voice_id: str, name: str, description: str, labels: dict[str, str], legacy: bool
+) -> dict[str, Any]:
     return {
-        "voice_id": v.voice_id,
-        "name": v.name,
+        "voice_id": voice_id,
+        "name": name,
         "category": "premade",
-        "description": v.description,
-        "labels": {**v.labels, "language": v.language, "engine": v.engine},
+        "description": description,
+        "labels": labels,
         "settings": DEFAULT_SETTINGS,
         "available_for_tiers": [],
         "high_quality_base_model_ids": [],
         "verified_languages": [],
         "is_owner": False,
-        "is_legacy": False,
+        "is_legacy": legacy,
     }
+
+
+def _local_voice(v: VoiceInfo) -> dict[str, Any]:
+    labels = {**v.labels, "language": v.language, "engine": v.engine}
+    return _voice(v.voice_id, v.name, v.description, labels, False)
 
 
 def _premade_voice(p: PremadeVoice, local: VoiceInfo) -> dict[str, Any]:
-    return {
-        "voice_id": p.voice_id,
-        "name": p.name,
-        "category": "premade",
-        "description": (
-            f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
-            f"voice {local.voice_id!r} ({local.name})."
-        ),
-        "labels": {
-            "gender": p.gender,
-            "accent": p.accent.lower(),
-            "language": "en",
-            "speechwire_voice": local.voice_id,
-            "engine": local.engine,
-        },
-        "settings": DEFAULT_SETTINGS,
-        "available_for_tiers": [],
-        "high_quality_base_model_ids": [],
-        "verified_languages": [],
-        "is_owner": False,
-        "is_legacy": p.legacy,
+    description = (
+        f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
+        f"voice {local.voice_id!r} ({local.name})."
+    )
+    labels = {
+        "gender": p.gender,
+        "accent": p.accent.lower(),
+        "language": "en",
+        "speechwire_voice": local.voice_id,
+        "engine": local.engine,
     }
+    return _voice(p.voice_id, p.name, description, labels, p.legacy)
 
 
 def catalogue(request: Request) -> list[dict[str, Any]]:
@@ -83,27 +81,15 @@ def catalogue(request: Request) -> list[dict[str, Any]]:
 
 
 def _find(request: Request, voice_id: str) -> dict[str, Any] | None:
-    state = server_state(request.app)
-    for voice in catalogue(request):
-        if voice["voice_id"] == voice_id:
-            return voice
-    local = state.registry.lookup(voice_id)  # a configured alias
-    if local is None:
-        return None
-    return {**_local_voice(local), "voice_id": voice_id, "name": f"{local.name} (alias)"}
+    found = next((v for v in catalogue(request) if v["voice_id"] == voice_id), None)
+    if found is not None or (local := server_state(request.app).registry.lookup(voice_id)) is None:
+        return found
+    return {**_local_voice(local), "voice_id": voice_id, "name": f"{local.name} (alias)"}  # an alias
 
 
 def _not_found(voice_id: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "detail": {
-                "status": "voice_not_found",
-                "message": f"A voice with the voice_id {voice_id!r} was not found "
-                "(GET /v1/voices lists them).",
-            }
-        },
-        status_code=404,
-    )
+    message = f"A voice with the voice_id {voice_id!r} was not found (GET /v1/voices lists them)."
+    return error_response(404, "voice_not_found", message)
 
 
 @router.get("/v1/voices")
@@ -139,9 +125,7 @@ async def search_voices(
     ignored. ``next_page_token`` is an offset into the filtered list."""
     page_size = max(1, min(MAX_PAGE_SIZE, page_size))
     found = catalogue(request)
-    if voice_type is not None and voice_type != "default":
-        found = []
-    if category is not None and category != "premade":
+    if voice_type not in (None, "default") or category not in (None, "premade"):
         found = []
     if search:
         found = [v for v in found if _matches(v, search)]
@@ -149,17 +133,13 @@ async def search_voices(
         if value:
             found = [v for v in found if str(v["labels"].get(label, "")).lower() == value.lower()]
     if voice_ids:
-        wanted = set(voice_ids)
-        found = [v for v in found if v["voice_id"] in wanted]
+        found = [v for v in found if v["voice_id"] in voice_ids]
     if sort == "name":
         found.sort(key=lambda v: str(v["name"]).lower(), reverse=sort_direction == "desc")
     start = int(next_page_token) if next_page_token and next_page_token.isdigit() else 0
-    page = found[start : start + page_size]
-    more = start + page_size < len(found)
-    body: dict[str, Any] = {"voices": page, "has_more": more, "total_count": len(found)}
-    if more:
-        body["next_page_token"] = str(start + page_size)
-    return body
+    end = start + page_size
+    body = {"voices": found[start:end], "has_more": end < len(found), "total_count": len(found)}
+    return {**body, "next_page_token": str(end)} if end < len(found) else body
 
 
 @router.get("/v1/voices/settings/default")
@@ -198,7 +178,7 @@ async def models(request: Request) -> list[dict[str, Any]]:
             "serves_pro_voices": False,
             "token_cost_factor": 0.0,
             "requires_alpha_access": False,
-            "maximum_text_length_per_request": 40_000,
+            "maximum_text_length_per_request": MAX_HTTP_TEXT_CHARS,
             "languages": [{"language_id": "en", "name": "English"}],
         }
         for m in state.registry.models()

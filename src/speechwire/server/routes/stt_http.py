@@ -29,15 +29,17 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from speechwire.audio.codecs import decode_with_av
 from speechwire.audio.resample import resample
-from speechwire.engines.base import Recognition, STTEngine
+from speechwire.engines.base import Recognition, RecognizedWord, STTEngine
+from speechwire.engines.streaming import words_of
 from speechwire.engines.vad import FRAME, SileroVAD
+from speechwire.engines.whisper import WhisperEngine
 from speechwire.server.access.auth import http_caller, limited
 from speechwire.server.relay import relay_http, relays
-from speechwire.server.routes.tts_http import refused_response
+from speechwire.server.routes.tts_http import error_response, refused_response
 from speechwire.server.state import ServerState, server_state
 
 router = APIRouter()
@@ -49,10 +51,9 @@ BATCH_MODELS = ("scribe_v1", "scribe_v1_experimental", "scribe_v2", "scribe_v2_r
 ENGLISH = ("en", "eng", "en-us", "en-gb", "english")
 BATCH_DEADLINE_S = 2.0
 """Pool deadline of batch work: behind realtime commits (now) and partials (1 s)."""
-MAX_SEGMENT_S = {"whisper": 28.0, "whisper_base": 28.0}
+MAX_SEGMENT_S = {"whisper": 28.0}
 """Longest stretch one decode gets: Whisper's window is 30 s; other engines get ``DEFAULT_SEGMENT_S``."""
 DEFAULT_SEGMENT_S = 15.0
-DETECT_S = 30.0
 CONTINUES = "-'’.,;:!?%)]}"
 """A word token starting with one of these continues the previous word (no space before it)."""
 
@@ -70,19 +71,12 @@ ISO_639_3 = {
 ISO_639_1 = {v: k for k, v in ISO_639_3.items()} | {"zho": "zh"}
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": {"status": code, "message": message}}, status_code=status)
-
-
 class BadRequest(Exception):
     """A refusal in the HTTP API's shape, raised anywhere below the route."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-    def response(self) -> JSONResponse:
-        return _error(self.status, self.code, self.message)
 
 
 # ---- the multipart body ------------------------------------------------------------------------
@@ -91,12 +85,11 @@ class BadRequest(Exception):
 @dataclass(frozen=True, slots=True)
 class Part:
     name: str
-    filename: str | None
-    content_type: str | None
     data: bytes
 
 
-def _boundary(content_type: str) -> bytes:
+def parse_multipart(body: bytes, content_type: str) -> list[Part]:
+    """The parts of a ``multipart/form-data`` body (RFC 7578), or ``BadRequest`` saying why not."""
     header = Message()
     header["content-type"] = content_type
     if header.get_content_type() != "multipart/form-data":
@@ -108,12 +101,7 @@ def _boundary(content_type: str) -> bytes:
     boundary = header.get_param("boundary")
     if not isinstance(boundary, str) or not boundary:
         raise BadRequest(422, "invalid_content_type", "multipart/form-data without a boundary.")
-    return boundary.encode("latin-1")
-
-
-def parse_multipart(body: bytes, content_type: str) -> list[Part]:
-    """The parts of a ``multipart/form-data`` body (RFC 7578), or ``BadRequest`` saying why not."""
-    delimiter = b"\r\n--" + _boundary(content_type)
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
     pieces = (b"\r\n" + body).split(delimiter)
     parts: list[Part] = []
     for piece in pieces[1:]:
@@ -130,24 +118,8 @@ def parse_multipart(body: bytes, content_type: str) -> list[Part]:
         field = headers.get_param("name", header="content-disposition")
         if not isinstance(field, str):
             continue
-        parts.append(Part(field, headers.get_filename(), headers.get("content-type"), data))
+        parts.append(Part(field, data))
     raise BadRequest(422, "invalid_request", "The multipart/form-data body is malformed or truncated.")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
-    too_large = BadRequest(413, "file_too_large", f"The upload exceeds this server's limit of {limit} bytes.")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class BatchForm(BaseModel):
@@ -166,12 +138,6 @@ class BatchForm(BaseModel):
     webhook: bool = False
     tag_audio_events: bool = True
 
-    @field_validator("*", mode="before")
-    @classmethod
-    def _blank_is_absent(cls, value: Any) -> Any:
-        """SDKs send ``"null"`` or an empty string for some options the caller left out."""
-        return None if value in ("", "null") else value
-
 
 _IGNORED_LOGGED: set[str] = set()
 
@@ -184,7 +150,7 @@ def _form(parts: list[Part]) -> tuple[BatchForm, Part | None]:
             upload = part
         elif part.name not in fields:
             fields[part.name] = part.data.decode("utf-8", "replace")
-    try:
+    try:  # SDKs send "null" or an empty string for some options the caller left out
         form = BatchForm.model_validate({k: v for k, v in fields.items() if v not in ("", "null")})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
@@ -222,29 +188,18 @@ def speech_segments(
     ``max_s`` (at the quietest frame of the second half) and packed together up to ``max_s``,
     so a long file costs few decodes and none is longer than the engine takes."""
     probs = SileroVAD().probabilities(pcm16k) if probabilities is None else probabilities
-    n = len(probs)
-    regions: list[list[int]] = []
+    regions: list[list[int]] = []  # frame ranges: speech starts at 0.5, lasts while >= 0.35
     inside = False
     for i, p in enumerate(probs):
-        if not inside and p >= 0.5:
-            inside = True
-            regions.append([i, i + 1])
+        inside = p >= (0.35 if inside else 0.5)
+        if inside and regions and i - regions[-1][1] < 10:  # gaps under 320 ms are inside a phrase
+            regions[-1][1] = i + 1
         elif inside:
-            if p >= 0.35:
-                regions[-1][1] = i + 1
-            else:
-                inside = False
-    merged: list[list[int]] = []
-    for region in regions:
-        if merged and region[0] - merged[-1][1] < 10:  # gaps under 320 ms are inside a phrase
-            merged[-1][1] = region[1]
-        else:
-            merged.append(region)
-    pad = 8  # 256 ms either side: word onsets and tails lie below the threshold
-    padded = [[max(0, a - pad), min(n, b + pad)] for a, b in merged]
+            regions.append([i, i + 1])
     limit = max(2, int(max_s * RATE / FRAME))
     split: list[tuple[int, int]] = []
-    for a, b in padded:
+    for first, last in regions:
+        a, b = max(0, first - 8), min(len(probs), last + 8)  # 256 ms pads: onsets and tails are quiet
         while b - a > limit:
             lo = a + limit // 2
             cut = lo + int(np.argmin(probs[lo : a + limit]))
@@ -257,15 +212,10 @@ def speech_segments(
             packed[-1] = (packed[-1][0], b)
         else:
             packed.append((a, b))
-    total = len(pcm16k)
-    return [(a * FRAME, min(total, b * FRAME)) for a, b in packed]
+    return [(a * FRAME, min(len(pcm16k), b * FRAME)) for a, b in packed]
 
 
 # ---- engines -----------------------------------------------------------------------------------
-
-
-def _english(code: str | None) -> bool:
-    return code is not None and code.lower() in ENGLISH
 
 
 def choose_engine(state: ServerState, model_id: str, language: str | None) -> STTEngine:
@@ -280,140 +230,94 @@ def choose_engine(state: ServerState, model_id: str, language: str | None) -> ST
         raise BadRequest(400, "model_not_found", "This server has no speech-to-text engine loaded.")
     english = language is None or language == "en"
     name = model_id.removeprefix("speechwire_")
+    first = next(iter(engines.values()))
     if model_id.startswith("speechwire_") and name in engines:
         engine = engines[name]
     elif model_id in BATCH_MODELS:
-        multilingual = next((e for e in engines.values() if getattr(e, "multilingual", False)), None)
-        if english:
-            engine = engines.get("whisper") or next(iter(engines.values()))
-        elif multilingual is not None:
-            engine = multilingual
-        else:
-            engine = next(iter(engines.values()))
+        engine = (engines.get("whisper") or first) if english else (_multilingual(state) or first)
     else:
         known = [*BATCH_MODELS, *(f"speechwire_{n}" for n in engines)]
         raise BadRequest(
             400, "model_not_found", f"Unknown model_id {model_id!r}. Available: {', '.join(known)}."
         )
     if not english and not getattr(engine, "multilingual", False):
-        raise BadRequest(
-            400,
-            "unsupported_language",
-            f"Language {language!r} needs a multilingual engine: add whisper_base to "
-            "SPEECHWIRE_STT_ENGINES (or use speechwire_whisper_base).",
+        needs = (
+            f"Language {language!r} needs a multilingual engine: add whisper_base to SPEECHWIRE_STT_ENGINES"
         )
+        raise BadRequest(400, "unsupported_language", f"{needs} (or use speechwire_whisper_base).")
     return engine
 
 
-def _multilingual(state: ServerState) -> STTEngine | None:
-    return next((e for e in state.stt_engines.values() if getattr(e, "multilingual", False)), None)
+def _multilingual(state: ServerState) -> WhisperEngine | None:
+    """The engine that identifies languages: Whisper base, when it is loaded."""
+    engines = state.stt_engines.values()
+    return next((e for e in engines if isinstance(e, WhisperEngine) and e.multilingual), None)
 
 
-def detect_language(engine: STTEngine, pcm16k: npt.NDArray[np.int16]) -> tuple[str, float]:
-    """Whisper's language identification on the first 30 s: (ISO 639-1 code, probability).
-
-    Reaches into ``WhisperEngine``'s model and lock because the engine has no public call for
-    it yet (see the report of issue 12); only engines with a faster-whisper model get here.
-    """
-    engine.load()
-    model = engine._model  # type: ignore[attr-defined]
-    lock = engine._lock  # type: ignore[attr-defined]
-    audio = pcm16k[: int(DETECT_S * RATE)].astype(np.float32) / 32768.0
-    with lock:
-        language, probability, _ = model.detect_language(audio=audio)
-    return str(language), float(probability)
-
-
-@dataclass(frozen=True, slots=True)
-class Word:
-    text: str
-    start: float
-    end: float
-    logprob: float
-
-
-def _estimated_words(text: str, start: float, end: float) -> list[Word]:
-    """Word times spread over a segment by word length, for engines that report none."""
-    tokens = text.split()
-    if not tokens:
-        return []
-    weights = [len(t) + 1 for t in tokens]
-    span = max(0.0, end - start) / sum(weights)
-    out, t = [], start
-    for token, w in zip(tokens, weights, strict=True):
-        out.append(Word(token, round(t, 3), round(t + span * (w - 1), 3), 0.0))
-        t += span * w
-    return out
-
-
-def _segment_words(result: Recognition, offset: float, duration: float) -> list[Word]:
-    """The segment's words in stream time. Engine words that continue the previous one
-    (Whisper splits "fat-mutton" into "fat" and "-mutton") are joined to it, so that words and
+def _segment_words(result: Recognition, start: int, end: int) -> list[RecognizedWord]:
+    """The words of samples ``start:end`` in stream time. Engine words that continue the previous
+    one (Whisper splits "fat-mutton" into "fat" and "-mutton") are joined to it, so that words and
     spacings spell exactly the transcript's text, as upstream's do."""
-    if not result.words:
-        return _estimated_words(result.text, offset, offset + duration)
-    out: list[Word] = []
-    for w in result.words:
-        text = w.text.strip()
+    out: list[RecognizedWord] = []
+    for w in words_of(result, start, end):
+        text, logprob = w.text.strip(), w.logprob or 0.0
         if not text:
             continue
-        logprob = float(getattr(w, "logprob", None) or 0.0)
-        start, end = round(offset + w.start_s, 3), round(offset + w.end_s, 3)
-        if out and (text[0] in CONTINUES or not any(c.isalnum() for c in text)):
+        if out and result.words and (text[0] in CONTINUES or not any(c.isalnum() for c in text)):
             last = out[-1]
-            out[-1] = Word(last.text + text, last.start, max(last.end, end), min(last.logprob, logprob))
+            out[-1] = RecognizedWord(
+                last.text + text,
+                last.start_s,
+                max(last.end_s, round(w.end_s, 3)),
+                min(last.logprob or 0.0, logprob),
+            )
         else:
-            out.append(Word(text, start, end, logprob))
+            out.append(RecognizedWord(text, round(w.start_s, 3), round(w.end_s, 3), logprob))
     return out
 
 
 # ---- the response ------------------------------------------------------------------------------
 
 
-def scribe_words(words: list[Word], granularity: str, speaker: str | None) -> list[dict[str, Any]]:
+def scribe_words(words: list[RecognizedWord], granularity: str, speaker: str | None) -> list[dict[str, Any]]:
     """Upstream's ``words``: each word, and a ``spacing`` entry between consecutive words."""
     if granularity == "none":
         return []
+    tag = {"speaker_id": speaker} if speaker else {}
     out: list[dict[str, Any]] = []
-    for k, word in enumerate(words):
-        if k:
-            gap_start = out[-1]["end"]
-            out.append(
-                {
-                    "text": " ",
-                    "start": gap_start,
-                    "end": max(gap_start, word.start),
-                    "type": "spacing",
-                    "logprob": 0.0,
-                }
-            )
-            if speaker:
-                out[-1]["speaker_id"] = speaker
-        entry: dict[str, Any] = {
-            "text": word.text,
-            "start": word.start,
-            "end": max(word.start, word.end),
-            "type": "word",
-            "logprob": round(word.logprob, 4),
-        }
-        if speaker:
-            entry["speaker_id"] = speaker
+    for word in words:
+        start, end = word.start_s, max(word.start_s, word.end_s)
+        if out:
+            gap = out[-1]["end"]
+            spacing = {"text": " ", "start": gap, "end": max(gap, start), "type": "spacing", "logprob": 0.0}
+            out.append(spacing | tag)
+        entry: dict[str, Any] = {"text": word.text, "start": start, "end": end, "type": "word"}
+        entry |= {"logprob": round(word.logprob or 0.0, 4), **tag}
         if granularity == "character":
-            step = (entry["end"] - word.start) / max(1, len(word.text))
+            step = (end - start) / max(1, len(word.text))
             entry["characters"] = [
-                {
-                    "text": c,
-                    "start": round(word.start + i * step, 3),
-                    "end": round(word.start + (i + 1) * step, 3),
-                }
+                {"text": c, "start": round(start + i * step, 3), "end": round(start + (i + 1) * step, 3)}
                 for i, c in enumerate(word.text)
             ]
         out.append(entry)
     return out
 
 
-async def transcribe(state: ServerState, form: BatchForm, data: bytes) -> dict[str, Any]:
+async def transcribe(state: ServerState, form: BatchForm, upload: Part | None) -> dict[str, Any]:
     """Decode, segment, detect the language if none was given, and recognise each segment."""
+    if upload is None:
+        if form.cloud_storage_url or form.source_url:
+            raise BadRequest(
+                400,
+                "unsupported_feature",
+                "cloud_storage_url and source_url are not served locally: this server does not "
+                "fetch remote files. Upload the audio as the 'file' field instead.",
+            )
+        raise BadRequest(422, "invalid_request", "Provide the audio as a 'file' field.")
+    if form.webhook:
+        raise BadRequest(
+            400, "unsupported_feature", "webhook=true is not served locally: omit it to get the transcript."
+        )
     pool = state.stt_pool
     if pool is None:
         raise BadRequest(400, "model_not_found", "This server has no speech-to-text engine loaded.")
@@ -422,12 +326,12 @@ async def transcribe(state: ServerState, form: BatchForm, data: bytes) -> dict[s
         return time.monotonic() + BATCH_DEADLINE_S
 
     asked = form.language_code.lower() if form.language_code else None
-    language = None if asked is None or _english(asked) else ISO_639_1.get(asked, asked.split("-")[0])
+    language = None if asked is None or asked in ENGLISH else ISO_639_1.get(asked, asked.split("-")[0])
     engine = choose_engine(state, form.model_id, language)
     max_s = MAX_SEGMENT_S.get(engine.name, DEFAULT_SEGMENT_S)
 
     def prepare() -> tuple[npt.NDArray[np.int16], list[tuple[int, int]]]:
-        pcm = decode_upload(data, form.file_format)
+        pcm = decode_upload(upload.data, form.file_format)
         return pcm, speech_segments(pcm, max_s)
 
     pcm, segments = await pool.run(prepare, deadline())
@@ -435,7 +339,9 @@ async def transcribe(state: ServerState, form: BatchForm, data: bytes) -> dict[s
     detector = _multilingual(state) if asked is None and not form.model_id.startswith("speechwire_") else None
     if detector is not None and segments:
         speech = np.concatenate([pcm[a:b] for a, b in segments])
-        detected, probability = await pool.run(lambda: detect_language(detector, speech), deadline())
+        detected, probability = await pool.run(
+            functools.partial(detector.detect_language, speech), deadline()
+        )
         if detected != "en":
             language, engine = detected, detector
             max_s = MAX_SEGMENT_S.get(engine.name, DEFAULT_SEGMENT_S)
@@ -444,13 +350,12 @@ async def transcribe(state: ServerState, form: BatchForm, data: bytes) -> dict[s
         probability = 0.0  # not detected: assumed English (docs/voices.md, "Batch speech-to-text")
     want_words = form.timestamps_granularity != "none"
     texts: list[str] = []
-    words: list[Word] = []
+    words: list[RecognizedWord] = []
     for a, b in segments:
-        piece = pcm[a:b]
-        recognize = functools.partial(engine.recognize, piece, language, want_words)
+        recognize = functools.partial(engine.recognize, pcm[a:b], language, want_words)
         result = await pool.run(recognize, deadline())
         if result.text.strip():
-            found = _segment_words(result, a / RATE, (b - a) / RATE)
+            found = _segment_words(result, a, b)
             texts.append(" ".join(w.text for w in found) if result.words else result.text.strip())
             words += found
     speaker = "speaker_0" if form.diarize else None
@@ -470,8 +375,8 @@ async def speech_to_text(request: Request, caller: str = Depends(http_caller)) -
     """Counted like a realtime session while it runs (the server's and the key's caps)."""
     state = server_state(request.app)
     content_type = request.headers.get("content-type", "")
+    body = await request.body()  # at most stt_max_upload_bytes: server.app.BodyLimit
     try:
-        body = await read_body(request, state.settings.stt_max_upload_bytes)
         form, upload = _form(parse_multipart(body, content_type))
         relayed = relays(state, form.model_id, stt=True)
         with state.admitted(None, "stt", not relayed, caller if limited(caller) else None) as refusal:
@@ -479,37 +384,9 @@ async def speech_to_text(request: Request, caller: str = Depends(http_caller)) -
                 log.info("HTTP transcription refused: %s (%s)", refusal.error, refusal.message)
                 state.metrics.refused.labels("stt_http", refusal.error).inc()
                 return refused_response(refusal)
-            return await _answer(state, request, form, upload, body, content_type, relayed)
+            if relayed:
+                query = request.query_params.multi_items()
+                return await relay_http(state, "/v1/speech-to-text", query, body, content_type, stream=False)
+            return JSONResponse(await transcribe(state, form, upload))
     except BadRequest as exc:
-        return exc.response()
-
-
-async def _answer(
-    state: ServerState,
-    request: Request,
-    form: BatchForm,
-    upload: Part | None,
-    body: bytes,
-    content_type: str,
-    relayed: bool,
-) -> Response:
-    """The relayed or local answer to an admitted request."""
-    if relayed:
-        query = request.query_params.multi_items()
-        return await relay_http(state, "/v1/speech-to-text", query, body, content_type, stream=False)
-    if upload is None:
-        if form.cloud_storage_url or form.source_url:
-            raise BadRequest(
-                400,
-                "unsupported_feature",
-                "cloud_storage_url and source_url are not served locally: this server does not "
-                "fetch remote files. Upload the audio as the 'file' field instead.",
-            )
-        raise BadRequest(422, "invalid_request", "Provide the audio as a 'file' field.")
-    if form.webhook:
-        raise BadRequest(
-            400,
-            "unsupported_feature",
-            "webhook=true is not served locally: omit it to get the transcript.",
-        )
-    return JSONResponse(await transcribe(state, form, upload.data))
+        return error_response(exc.status, exc.code, exc.message)

@@ -5,8 +5,6 @@ All four take the same body and query parameters and run the same speech pipelin
 routes answer once synthesis is complete (audio bytes, or one JSON object with the alignment of
 the whole text), the ``/stream`` routes as each piece is ready. ``eleven_v3`` is served by the
 voice's local engine; its audio tags (``[laughs]``) are removed rather than read aloud.
-
-Errors use the HTTP API's shape, ``{"detail": {"status", "message"}}``, with a 4xx status.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from speechwire.audio.alignment import CharAlignment
@@ -42,8 +40,6 @@ MAX_HTTP_TEXT_CHARS = 40_000
 
 
 class StreamRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
     text: str = Field(min_length=1, max_length=MAX_HTTP_TEXT_CHARS)
     model_id: str | None = None
     language_code: str | None = None
@@ -57,8 +53,11 @@ AUDIO_TAG = re.compile(r"\[[A-Za-z][A-Za-z '-]{0,38}\]\s?")
 """An Eleven v3 audio tag (``[whispers]``, ``[laughs harder]``): direction for the voice, not text."""
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": {"status": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The HTTP API's error shape, ``{"detail": {"status", "message"}}``, for every route."""
+    return JSONResponse({"detail": {"status": code, "message": message}}, status_code=status, headers=headers)
 
 
 def _body_model_id(raw: bytes) -> str | None:
@@ -77,17 +76,17 @@ def _prepare(
     try:
         fmt = AudioFormat.parse(request.query_params.get("output_format", DEFAULT_OUTPUT_FORMAT))
     except UnsupportedFormat as exc:
-        return _error(422, "unsupported_output_format", str(exc))
+        return error_response(422, "unsupported_output_format", str(exc))
     try:
         body = StreamRequest.model_validate_json(raw)
     except ValidationError as exc:
-        return _error(422, "invalid_request", "; ".join(e["msg"] for e in exc.errors()[:5]))
+        return error_response(422, "invalid_request", "; ".join(e["msg"] for e in exc.errors()[:5]))
     try:
         engine, voice = state.registry.resolve(voice_id, body.model_id)
     except UnknownVoice as exc:
-        return _error(404, "voice_not_found", str(exc))
+        return error_response(404, "voice_not_found", str(exc))
     except UnknownModel as exc:
-        return _error(400, "model_not_found", str(exc))
+        return error_response(400, "model_not_found", str(exc))
     text = body.text
     if body.model_id == "eleven_v3":
         text = AUDIO_TAG.sub("", text).strip() or text
@@ -98,11 +97,7 @@ def refused_response(refusal: Refusal) -> JSONResponse:
     """An HTTP request the server cannot take now: 429 when its key holds its share, 503 when
     the server or its engines are full (both say to try again; neither is the caller's fault)."""
     status = 429 if refusal.error == KEY_LIMIT else 503
-    return JSONResponse(
-        {"detail": {"status": refusal.error, "message": refusal.message}},
-        status_code=status,
-        headers={"Retry-After": "1"},
-    )
+    return error_response(status, refusal.error, refusal.message, {"Retry-After": "1"})
 
 
 class HeldResponse(Response):
@@ -110,8 +105,7 @@ class HeldResponse(Response):
     client left): a streamed synthesis is engine work for as long as it streams."""
 
     def __init__(self, inner: Response, release: Callable[[], None]) -> None:
-        self.inner = inner
-        self.release = release
+        self.inner, self.release = inner, release
         self.status_code = inner.status_code
         self.background = inner.background
         self.raw_headers = inner.raw_headers
@@ -126,17 +120,15 @@ class HeldResponse(Response):
 
 def _post(suffix: str) -> Callable[[Respond], Respond]:
     """Register ``POST /v1/text-to-speech/{voice_id}<suffix>``: admitted like a WebSocket
-    session (the server's and the key's caps; issue 14: 20 concurrent streams of one key all
-    got 200 where WebSocket stops at 16), then relayed or prepared by ``_prepare`` (one place
-    for both), then answered by the decorated function."""
+    session (the server's and the key's caps), then relayed or prepared by ``_prepare`` (one
+    place for all four), then answered by the decorated function."""
 
     def register(respond: Respond) -> Respond:
         async def endpoint(request: Request, voice_id: str, caller: str = Depends(http_caller)) -> Response:
             state = server_state(request.app)
             raw = await request.body()
             relayed = relays(state, _body_model_id(raw), stt=False)
-            key = caller if limited(caller) else None
-            admission = state.admit(None, "tts", local=not relayed, caller=key)
+            admission = state.admit(None, "tts", not relayed, caller if limited(caller) else None)
             if isinstance(admission, Refusal):
                 log.info("HTTP synthesis refused: %s (%s)", admission.error, admission.message)
                 state.metrics.refused.labels("tts_http", admission.error).inc()
@@ -161,17 +153,18 @@ def _post(suffix: str) -> Callable[[Respond], Respond]:
     return register
 
 
+async def _spoken(pipeline: SpeechPipeline, text: str) -> AsyncIterator[AudioOut]:
+    """Every piece of ``text``'s audio, the encoder's tail included."""
+    async for out in pipeline.speak(text):
+        yield out
+    if (tail := pipeline.finish()) is not None:
+        yield tail
+
+
 @_post("/stream")
 async def stream(pipeline: SpeechPipeline, text: str) -> Response:
-
-    async def body() -> AsyncIterator[bytes]:
-        async for out in pipeline.speak(text):
-            yield out.audio
-        tail = pipeline.finish()
-        if tail is not None and tail.audio:
-            yield tail.audio
-
-    return StreamingResponse(body(), media_type=pipeline.format.content_type)
+    chunks = (out.audio async for out in _spoken(pipeline, text))  # an empty chunk sends nothing
+    return StreamingResponse(chunks, media_type=pipeline.format.content_type)
 
 
 def _http_alignment(alignment: CharAlignment, offset_ms: float) -> dict[str, Any]:
@@ -186,27 +179,21 @@ def _http_alignment(alignment: CharAlignment, offset_ms: float) -> dict[str, Any
     }
 
 
+def _timed(audio: bytes, aligned: dict[str, Any]) -> dict[str, Any]:
+    """The with-timestamps shape (upstream's normalised alignment is the same one here)."""
+    b64 = base64.b64encode(audio).decode()
+    return {"audio_base64": b64, "alignment": aligned, "normalized_alignment": aligned}
+
+
 @_post("/stream/with-timestamps")
 async def stream_with_timestamps(pipeline: SpeechPipeline, text: str) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         offset = 0.0
-
-        def line(out: AudioOut) -> bytes:
-            aligned = _http_alignment(out.alignment, offset)
-            chunk = {
-                "audio_base64": base64.b64encode(out.audio).decode(),
-                "alignment": aligned,
-                "normalized_alignment": aligned,
-            }
-            return (json.dumps(chunk) + "\n").encode()
-
-        async for out in pipeline.speak(text):
-            yield line(out)
+        async for out in _spoken(pipeline, text):
+            if out.audio or out.alignment.chars:  # only the tail can hold neither
+                yield (json.dumps(_timed(out.audio, _http_alignment(out.alignment, offset))) + "\n").encode()
             offset += out.duration_ms
-        tail = pipeline.finish()
-        if tail is not None and (tail.audio or tail.alignment.chars):
-            yield line(tail)
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
 
@@ -214,10 +201,7 @@ async def stream_with_timestamps(pipeline: SpeechPipeline, text: str) -> Respons
 @_post("")
 async def convert(pipeline: SpeechPipeline, text: str) -> Response:
     """``text_to_speech.convert``: the whole audio in one body."""
-    audio = [out.audio async for out in pipeline.speak(text)]
-    tail = pipeline.finish()
-    if tail is not None:
-        audio.append(tail.audio)
+    audio = [out.audio async for out in _spoken(pipeline, text)]
     return Response(b"".join(audio), media_type=pipeline.format.content_type)
 
 
@@ -226,23 +210,11 @@ async def convert_with_timestamps(pipeline: SpeechPipeline, text: str) -> Respon
     """``text_to_speech.convert_with_timestamps``: one JSON object, ``audio_base64`` of the whole
     audio and the alignment of every character in seconds from its start."""
     audio: list[bytes] = []
-    aligned: dict[str, list[Any]] = {
-        "characters": [],
-        "character_start_times_seconds": [],
-        "character_end_times_seconds": [],
-    }
+    aligned: dict[str, list[Any]] = {k: [] for k in _http_alignment(CharAlignment.empty(), 0.0)}
     offset = 0.0
-    outputs = [out async for out in pipeline.speak(text)]
-    tail = pipeline.finish()
-    for out in [*outputs, *([tail] if tail is not None else [])]:
+    async for out in _spoken(pipeline, text):
         audio.append(out.audio)
         for key, values in _http_alignment(out.alignment, offset).items():
             aligned[key] += values
         offset += out.duration_ms
-    return JSONResponse(
-        {
-            "audio_base64": base64.b64encode(b"".join(audio)).decode(),
-            "alignment": aligned,
-            "normalized_alignment": aligned,
-        }
-    )
+    return JSONResponse(_timed(b"".join(audio), aligned))
