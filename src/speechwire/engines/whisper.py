@@ -95,8 +95,7 @@ class WhisperEngine:
         path = Path(model_path) if model_path is not None else None
         self._loaded = Lazy(lambda: _open(path, multilingual, cpu_threads))
         self._model: Any = None
-        """The faster-whisper model once loaded (``server/routes/stt_http.py`` detects languages
-        with it, under ``_lock``)."""
+        """The faster-whisper model once loaded; every call on it holds ``_lock``."""
         self._lock = threading.Lock()
 
     def load(self) -> None:
