@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from speechwire.server.access.limits import OPEN_REFUSED, RATE_REFUSED
 from speechwire.server.access.tokens import TOKEN_TTL_S, TokenType
 
 _CONSUME = """
@@ -97,11 +98,8 @@ class RedisStores:
             keys=[f"{self.prefix}rate:{caller}", f"{self.prefix}open:{caller}"],
             args=[self.per_minute, self.burst, self.max_open, self.session_ttl_s],
         )
-        if result == "open":
-            return f"Too many open sessions for this key (at most {self.max_open})."
-        if result == "rate":
-            return f"Too many new sessions for this key (at most {self.per_minute:g} a minute)."
-        return None
+        refusals = {"open": OPEN_REFUSED.format(self.max_open), "rate": RATE_REFUSED.format(self.per_minute)}
+        return refusals.get(result)
 
     async def release(self, caller: str) -> None:
         await self._release(keys=[f"{self.prefix}open:{caller}"])
