@@ -67,18 +67,14 @@ UPSTREAM_CREDENTIAL_REFUSED = (
 )
 
 
-def refused_error(exc: UpstreamRefused, kind: str) -> ProtocolError:
+def refused_error(exc: UpstreamRefused, stt: bool) -> ProtocolError:
     """How a refused upstream connection reaches our client, in the protocol's shape. Refused
     credentials are the server's (the client's never go upstream): a server error (1011), never
     the ``invalid_api_key`` / ``auth_error`` that tells a client its own key is wrong."""
-    if exc.status in (401, 403):
-        error = "error" if kind == "stt" else "upstream_error"
-        return ProtocolError(error, UPSTREAM_CREDENTIAL_REFUSED, INTERNAL_ERROR)
     if exc.status == 0:
-        return ProtocolError(
-            "error" if kind == "stt" else "service_unavailable", exc.message, TRY_AGAIN_LATER
-        )
-    return ProtocolError("error" if kind == "stt" else "upstream_error", exc.message, INTERNAL_ERROR)
+        return ProtocolError("error" if stt else "service_unavailable", exc.message, TRY_AGAIN_LATER)
+    message = UPSTREAM_CREDENTIAL_REFUSED if exc.status in (401, 403) else exc.message
+    return ProtocolError("error" if stt else "upstream_error", message, INTERNAL_ERROR)
 
 
 async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket, stt: bool) -> None:
@@ -93,7 +89,7 @@ async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket
             )
         else:
             log.warning("relay to the cloud refused: HTTP %s", exc.status)
-        await sock.fail(refused_error(exc, "stt" if stt else "tts"))
+        await sock.fail(refused_error(exc, stt))
 
 
 async def relay_http(

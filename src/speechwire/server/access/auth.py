@@ -225,7 +225,7 @@ async def single_use_token(token_type: str, request: Request) -> dict[str, Any]:
     if token_type not in TOKEN_TYPES:
         raise HTTPException(422, f"token_type must be one of {', '.join(TOKEN_TYPES)}")
     origin = request.headers.get("origin")
-    if origin is not None and not origin_allowed(request, state):
+    if not origin_allowed(request, state):
         raise HTTPException(
             403, {"status": ORIGIN_NOT_ALLOWED, "message": "This Origin may not mint tokens."}
         )
