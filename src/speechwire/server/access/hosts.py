@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOST_NOT_ALLOWED = "host_not_allowed"
@@ -56,13 +57,8 @@ def host_allowed(header: str | None, allowed: list[str]) -> bool:
     name = host_name(header)
     if _is_ip(name) or name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
-    for entry in allowed:
-        pattern = entry.strip().lower().rstrip(".")
-        if pattern == "*" or pattern == name:
-            return True
-        if pattern.startswith("*.") and name.endswith(pattern[1:]):
-            return True
-    return False
+    patterns = (entry.strip().lower().rstrip(".") for entry in allowed)
+    return any(p in ("*", name) or (p.startswith("*.") and name.endswith(p[1:])) for p in patterns)
 
 
 class HostCheck:
@@ -81,17 +77,12 @@ class HostCheck:
         if host_allowed(header, self.allowed):
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": HOST_NOT_ALLOWED})
+            return
         message = (
             "This server does not answer to that host name; its operator lists the names it "
             "serves in SPEECHWIRE_ALLOWED_HOSTS."
         )
         body = json.dumps({"detail": {"status": HOST_NOT_ALLOWED, "message": message}}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        elif "websocket.http.response" in scope.get("extensions", {}):
-            await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 1008, "reason": HOST_NOT_ALLOWED})
+        await Response(body, 400, media_type="application/json")(scope, receive, send)

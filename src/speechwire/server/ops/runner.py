@@ -154,8 +154,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
       ``authorization`` header, no token in the query) on a server with keys may send a first
       message of at most ``preauth_limit`` bytes (its key may be in that message; the TTS
       protocol allows it). The size is checked on the frame header, before the payload is
-      buffered, so an unauthenticated peer costs a few KB, not ``ws_max_size`` (issue 14:
-      30 peers × 15 MiB first frames grew the server by 900 MiB before each was refused).
+      buffered, so an unauthenticated peer costs a few KB, not ``ws_max_size``.
     - uvicorn's ``limit_concurrency`` answers HTTP requests with 503 but never looks at
       WebSocket upgrades; here an upgrade beyond it is refused with 503 as well.
     """
@@ -188,7 +187,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, dropping a connection whose request headers are not complete
     ``header_timeout_s`` after it opened (or after its previous response). uvicorn has no such
     timeout: its keep-alive timer stops at the first byte, so a peer dribbling one header byte
-    every few seconds (slowloris) held its connection for ever (issue 14: 500 of 500 stayed)."""
+    every few seconds (slowloris) would hold its connection for ever."""
 
     header_timeout_s: float = 5.0
     _header_timer: asyncio.TimerHandle | None = None
@@ -235,11 +234,8 @@ def uvicorn_config(
     must arrive within ``header_timeout_s`` and fit h11's 16 KiB, and an unidentified WebSocket's
     first message is small (``max_preauth_message_bytes``). uvicorn's own forwarded-header reading
     (which believes any loopback peer) is off: ``server.app`` believes only trusted proxies."""
-    ws = type(
-        "WebSocketProtocol",
-        (GuardedWebSocketProtocol,),
-        {"preauth_limit": settings.max_preauth_message_bytes if settings.api_keys else None},
-    )
+    preauth = settings.max_preauth_message_bytes if settings.api_keys else None
+    ws = type("WebSocketProtocol", (GuardedWebSocketProtocol,), {"preauth_limit": preauth})
     http = type("HTTPProtocol", (HeaderTimeoutH11Protocol,), {"header_timeout_s": settings.header_timeout_s})
     return uvicorn.Config(
         app,

@@ -1,14 +1,11 @@
-"""The one loop that runs a sans-I/O server session on a WebSocket, for every route.
-
-``drive`` owns everything the routes used to repeat: opening the session (a bad query parameter
-is an error frame and a close), receiving frames, waiting for the session's ``deadline`` and then
-calling ``expire``, turning a ``ProtocolError`` into the protocol's error frame and close code,
-ending quietly when the client goes away or stops reading (``SlowConsumer``), and cleaning up
-once. A route only says what each event means, in a ``Route``.
+"""The one loop that runs a sans-I/O server session on a WebSocket, for every route: ``drive``
+opens the session, feeds it frames and deadlines, turns a ``ProtocolError`` into the protocol's
+error frame and close, ends quietly when the client leaves or stops reading, and cleans up once;
+a ``Route`` only says what each event means.
 
 Why a receive future kept across waits, not ``wait_for(ws.receive())``: a deadline that passes
-while a frame is half read would cancel the read, and the frame would be lost; here the same
-read is awaited again after ``expire``.
+while a frame is half read would cancel the read and lose the frame; here the same read is
+awaited again after ``expire``.
 """
 
 from __future__ import annotations
