@@ -241,10 +241,8 @@ class Settings(BaseSettings):
         """``ELEVENLABS_API_KEY=your-elevenlabs-api-key-here`` (a copied ``.env.example``) means
         "no cloud key": sending it upstream would only earn a 401 per session, later and
         less clearly than a line at start-up (``server.app.check_settings`` logs it)."""
-        key = self.elevenlabs_api_key
-        if key is not None and (
-            not key.get_secret_value().strip() or looks_like_placeholder(key.get_secret_value())
-        ):
+        key = self.elevenlabs_api_key.get_secret_value() if self.elevenlabs_api_key else None
+        if key is not None and (not key.strip() or looks_like_placeholder(key)):
             self.elevenlabs_api_key = None
             self._ignored_elevenlabs_placeholder = True
         return self

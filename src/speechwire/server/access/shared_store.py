@@ -34,13 +34,11 @@ local updated = tonumber(state[2]) or t
 tokens = math.min(burst, tokens + (t - updated) * per_minute / 60)
 local open = tonumber(redis.call('GET', KEYS[2]) or '0')
 if open >= max_open then return 'open' end
-if tokens < 1 then
-  redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated', t)
-  redis.call('EXPIRE', KEYS[1], ttl)
-  return 'rate'
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens - 1, 'updated', t)
+local taken = tokens >= 1
+if taken then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated', t)
 redis.call('EXPIRE', KEYS[1], ttl)
+if not taken then return 'rate' end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ttl)
 return 'ok'

@@ -56,11 +56,7 @@ class Route(Generic[EventT_contra]):
 Opener = Callable[[], tuple[ServerSession[EventT], Route[EventT]]]
 
 
-async def drive(
-    sock: SessionSocket,
-    open_session: Opener[EventT],
-    internal_error: ProtocolError,
-) -> None:
+async def drive(sock: SessionSocket, open_session: Opener[EventT], internal_error: ProtocolError) -> None:
     """Run one session on ``sock`` until it ends.
 
     ``open_session`` builds the session and its handler (raising ``ProtocolError`` for a bad
@@ -84,16 +80,16 @@ async def drive(
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if task is not None and task in done:
                 return  # the handler's work ended the session (slow consumer, engine failure)
-            if receiver not in done:
-                for event in session.expire(time.monotonic()):
-                    await handler.on_event(event)
-                continue
-            message, receiver = receiver.result(), None
-            if message["type"] == "websocket.disconnect":
-                return
-            frame = message.get("text")
-            frame = frame if frame is not None else message.get("bytes") or b""
-            for event in session.receive(frame, time.monotonic()):
+            if receiver in done:
+                message, receiver = receiver.result(), None
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                frame = text if text is not None else message.get("bytes") or b""
+                events = session.receive(frame, time.monotonic())
+            else:
+                events = session.expire(time.monotonic())
+            for event in events:
                 await handler.on_event(event)
         if handler.task is not None:
             await handler.task

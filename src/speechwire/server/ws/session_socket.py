@@ -38,10 +38,9 @@ class SessionSocket:
         async with self.lock:
             if self.closed:
                 return
+            text = json.dumps(message, separators=(",", ":"))
             try:
-                await asyncio.wait_for(
-                    self.ws.send_text(json.dumps(message, separators=(",", ":"))), self.send_timeout_s
-                )
+                await asyncio.wait_for(self.ws.send_text(text), self.send_timeout_s)
             except TimeoutError:
                 self.closed = True
                 raise SlowConsumer(f"client took no data for {self.send_timeout_s:g} s") from None
