@@ -63,11 +63,8 @@ class ServerState:
         share = max(1, int(cap * settings.key_engine_share))
         if local and held[kind, caller] >= share:
             what = "speech-to-text" if kind == "stt" else "text-to-speech"
-            return Refusal(
-                KEY_LIMIT,
-                f"This key holds its share of the {what} engines ({share} sessions at once); "
-                "close one or try again shortly.",
-            )
+            held_share = f"This key holds its share of the {what} engines ({share} sessions at once)"
+            return Refusal(KEY_LIMIT, held_share + "; close one or try again shortly.")
         return None
 
     def admit(
@@ -107,25 +104,16 @@ class ServerState:
         finally:
             admission()
 
-    @contextlib.contextmanager
-    def authenticating(self, address: str | None) -> Iterator[Callable[[], None] | None]:
-        """Counts a WebSocket that has not authenticated yet; yields the callable that ends the
-        count (idempotent; it ends anyway on exit), or None when ``address`` or the server
-        already has as many as allowed. ``address`` None: not counted (it cannot wait)."""
-        if address is None:
-            yield lambda: None
-            return
+    def authenticating(self, address: str) -> Callable[[], None] | None:
+        """Counts a WebSocket from ``address`` that has not authenticated yet, until the returned
+        callable (idempotent) is called; None when the address or the server already has as many
+        as allowed."""
         if (
             self.open[UNAUTHENTICATED, address] >= self.settings.max_unauthenticated_per_address
             or self.open[UNAUTHENTICATED] >= self.settings.max_unauthenticated
         ):
-            yield None
-            return
-        end = self._hold([UNAUTHENTICATED, (UNAUTHENTICATED, address)])
-        try:
-            yield end
-        finally:
-            end()
+            return None
+        return self._hold([UNAUTHENTICATED, (UNAUTHENTICATED, address)])
 
     def _hold(self, keys: list[Any]) -> Callable[[], None]:
         """Counts ``keys`` in ``open`` until the returned callable (idempotent) is called. Zeros

@@ -94,8 +94,9 @@ FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded")
 
 
 def client_address(conn: HTTPConnection, state: ServerState) -> str:
-    """The address a key-less caller's budget is counted against. A forwarded address is believed
-    only from ``trusted_proxies`` (their ``ProxyHeadersMiddleware`` has already put it in
+    """The address a key-less caller's budget is counted against. ``X-Forwarded-For`` is whatever
+    the client wrote unless a proxy of ours wrote it, so it is believed only from
+    ``trusted_proxies`` (``server.app`` adds uvicorn's ``ProxyHeadersMiddleware``, which puts it in
     ``conn.client``); without any, every request that names one shares a single budget, so
     writing a fresh ``X-Forwarded-For`` each time buys nothing, whoever rewrote ``conn.client``."""
     if not state.settings.trusted_proxies and any(

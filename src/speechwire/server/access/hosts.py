@@ -1,4 +1,4 @@
-"""Which names this server answers to, and whose forwarded headers it believes.
+"""Which names this server answers to.
 
 Why a Host check: the Origin check admits a page whose origin is the server's own (its host
 equals the ``Host`` header). A DNS-rebinding page (``http://attacker.example`` re-pointed at
@@ -12,12 +12,6 @@ server with ``allowed_hosts`` set, every request (``HostCheck``). On a keyed ser
 list, programs may use any name (they hold a key; rebinding is a browser's doing) and the Origin
 check counts a page as the server's own only at a name that passes here (``auth.origin_allowed``),
 which is what page tokens and sessions from the server's own page depend on.
-
-Why no forwarded headers by default: ``X-Forwarded-For`` is whatever the client wrote unless a
-proxy of ours wrote it, and the page-token rate limit is counted per client address.
-uvicorn's ``ProxyHeadersMiddleware`` does the parsing, added by ``server.app`` only with
-``trusted_proxies``; ``auth.client_address`` gives every request that names a forwarded address
-we do not believe one shared budget.
 """
 
 from __future__ import annotations
@@ -44,10 +38,9 @@ def host_name(header: str) -> str:
 
 def _is_ip(name: str) -> bool:
     try:
-        ipaddress.ip_address(name)
+        return bool(ipaddress.ip_address(name))
     except ValueError:
         return False
-    return True
 
 
 def host_allowed(header: str | None, allowed: list[str]) -> bool:

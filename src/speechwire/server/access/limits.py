@@ -21,7 +21,7 @@ class _Bucket:
 
 
 class Limiter(Protocol):
-    """Per-caller session budgets (in memory here; ``server.shared_store`` for replicas)."""
+    """Per-caller session budgets (in memory here; ``shared_store`` for replicas)."""
 
     async def acquire(self, caller: str) -> str | None: ...
 

@@ -64,11 +64,12 @@ async def serve_websocket(
     presents = presented_key(ws) is not None or "token" in query or "single_use_token" in query
     waits = bool(state.settings.api_keys) and not presents
     async with contextlib.AsyncExitStack() as held:
-        waiting = held.enter_context(state.authenticating(address if waits else None))
+        waiting = state.authenticating(address) if waits else lambda: None
         if waiting is None:
             error = ProtocolError("rate_limited", TOO_MANY_UNAUTHENTICATED, TRY_AGAIN_LATER)
             why = f"connection refused: too many unauthenticated connections from {address}"
             return await refuse(error, why, "unauthenticated_limit")
+        held.callback(waiting)
         caller = await held.enter_async_context(authorise(ws, state, kind))
         waiting()
         if isinstance(caller, ProtocolError):
