@@ -65,6 +65,7 @@ UPSTREAM_CREDENTIAL_REFUSED = (
     "The speech service refused this server's own credential (its ELEVENLABS_API_KEY), not "
     "yours: the server's operator must replace it."
 )
+KEY_REFUSED_LOG = "the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it"
 
 
 def refused_error(exc: UpstreamRefused, stt: bool) -> ProtocolError:
@@ -84,9 +85,7 @@ async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket
         await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
     except UpstreamRefused as exc:
         if exc.status in (401, 403):
-            log.error(
-                "the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", exc.status
-            )
+            log.error(KEY_REFUSED_LOG, exc.status)
         else:
             log.warning("relay to the cloud refused: HTTP %s", exc.status)
         await sock.fail(refused_error(exc, stt))
@@ -112,7 +111,7 @@ async def relay_http(
     if status in (401, 403):
         async for _ in chunks:  # drain: the connection closes cleanly
             pass
-        log.error("the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", status)
+        log.error(KEY_REFUSED_LOG, status)
         detail = {"status": "upstream_error", "message": UPSTREAM_CREDENTIAL_REFUSED}
         return JSONResponse({"detail": detail}, status_code=502)
     if stream and status < 400:
