@@ -75,29 +75,19 @@ def _expected_form(annotation: Any) -> str:
     if origin is Annotated:
         return _expected_form(args[0])
     if origin in (typing.Union, types.UnionType):
-        forms = [_expected_form(a) for a in args if a is not type(None)]
-        return " or ".join(forms)
+        return " or ".join(_expected_form(a) for a in args if a is not type(None))
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin is list:
         return 'a comma-separated list (a,b) or a JSON list (["a", "b"])'
     if origin is dict:
         return 'a JSON object ({"name": "value"})'
-    return {
-        bool: "true or false",
-        int: "a whole number",
-        float: "a number",
-        str: "text",
-        SecretStr: "text",
-    }.get(annotation, str(annotation))
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text", SecretStr: "text"}
+    return names.get(annotation, str(annotation))
 
 
 def _cores() -> int:
     return os.cpu_count() or 1
-
-
-def _default_threads() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 class Settings(BaseSettings):
@@ -117,7 +107,7 @@ class Settings(BaseSettings):
     tts_unknown_voice: str | None = None
     """A local voice for voice ids that are neither local, aliased nor premade (a cloned voice's
     id, say). Unset: such ids get ``voice_not_found`` naming the settings that map them."""
-    piper_threads: int = Field(default_factory=_default_threads)
+    piper_threads: int = Field(default_factory=lambda: min(2, _cores()))
     """onnxruntime intra-op threads per Piper synthesis: explicit, so engines don't fight for cores."""
     tts_workers: int = 1
     """Engine calls that run at once; each uses ``piper_threads`` cores."""
@@ -137,7 +127,7 @@ class Settings(BaseSettings):
     stt_engines: list[str] = Field(default_factory=lambda: ["moonshine", "whisper", "whisper_base"])
     """Local STT engines to load; the first is what ``scribe_v2_realtime`` maps to for English,
     ``whisper_base`` (multilingual) serves every other ``language_code``."""
-    stt_workers: int = Field(default_factory=_default_threads)
+    stt_workers: int = Field(default_factory=lambda: min(2, _cores()))
     """STT decodes that run at once, one per core (a separate pool from TTS, so a long decode never
     delays speech)."""
     stt_max_chunk_seconds: float = 5.0
@@ -259,10 +249,8 @@ class Settings(BaseSettings):
         """``ELEVENLABS_API_KEY=your-elevenlabs-api-key-here`` (a copied ``.env.example``) means
         "no cloud key": sending it upstream would only earn a 401 per session, later and
         less clearly than a line at start-up (``server.app.check_settings`` logs it)."""
-        key = self.elevenlabs_api_key
-        if key is not None and (
-            not key.get_secret_value().strip() or looks_like_placeholder(key.get_secret_value())
-        ):
+        key = self.elevenlabs_api_key.get_secret_value() if self.elevenlabs_api_key else None
+        if key is not None and (not key.strip() or looks_like_placeholder(key)):
             self.elevenlabs_api_key = None
             self._ignored_elevenlabs_placeholder = True
         return self
@@ -274,12 +262,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret this server holds, for redaction."""
-        keys = [k.get_secret_value() for k in self.api_keys]
-        if self.elevenlabs_api_key is not None:
-            keys.append(self.elevenlabs_api_key.get_secret_value())
-        if self.redis_url is not None:  # may hold a password
-            keys.append(self.redis_url.get_secret_value())
-        return keys
+        held = [*self.api_keys, self.elevenlabs_api_key, self.redis_url]  # a Redis URL may hold a password
+        return [secret.get_secret_value() for secret in held if secret is not None]
 
 
 def _explain_field(field: str, problem: str) -> str:

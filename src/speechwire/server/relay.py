@@ -65,20 +65,17 @@ UPSTREAM_CREDENTIAL_REFUSED = (
     "The speech service refused this server's own credential (its ELEVENLABS_API_KEY), not "
     "yours: the server's operator must replace it."
 )
+KEY_REFUSED_LOG = "the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it"
 
 
-def refused_error(exc: UpstreamRefused, kind: str) -> ProtocolError:
+def refused_error(exc: UpstreamRefused, stt: bool) -> ProtocolError:
     """How a refused upstream connection reaches our client, in the protocol's shape. Refused
     credentials are the server's (the client's never go upstream): a server error (1011), never
     the ``invalid_api_key`` / ``auth_error`` that tells a client its own key is wrong."""
-    if exc.status in (401, 403):
-        error = "error" if kind == "stt" else "upstream_error"
-        return ProtocolError(error, UPSTREAM_CREDENTIAL_REFUSED, INTERNAL_ERROR)
     if exc.status == 0:
-        return ProtocolError(
-            "error" if kind == "stt" else "service_unavailable", exc.message, TRY_AGAIN_LATER
-        )
-    return ProtocolError("error" if kind == "stt" else "upstream_error", exc.message, INTERNAL_ERROR)
+        return ProtocolError("error" if stt else "service_unavailable", exc.message, TRY_AGAIN_LATER)
+    message = UPSTREAM_CREDENTIAL_REFUSED if exc.status in (401, 403) else exc.message
+    return ProtocolError("error" if stt else "upstream_error", message, INTERNAL_ERROR)
 
 
 async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket, stt: bool) -> None:
@@ -88,12 +85,10 @@ async def relay_websocket(ws: WebSocket, state: ServerState, sock: SessionSocket
         await state.cloud.relay(WebSocketPeer(ws, sock), ws.url.path, ws.query_params.multi_items())
     except UpstreamRefused as exc:
         if exc.status in (401, 403):
-            log.error(
-                "the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", exc.status
-            )
+            log.error(KEY_REFUSED_LOG, exc.status)
         else:
             log.warning("relay to the cloud refused: HTTP %s", exc.status)
-        await sock.fail(refused_error(exc, "stt" if stt else "tts"))
+        await sock.fail(refused_error(exc, stt))
 
 
 async def relay_http(
@@ -116,7 +111,7 @@ async def relay_http(
     if status in (401, 403):
         async for _ in chunks:  # drain: the connection closes cleanly
             pass
-        log.error("the speech service refused this server's ELEVENLABS_API_KEY (%s): replace it", status)
+        log.error(KEY_REFUSED_LOG, status)
         detail = {"status": "upstream_error", "message": UPSTREAM_CREDENTIAL_REFUSED}
         return JSONResponse({"detail": detail}, status_code=502)
     if stream and status < 400:

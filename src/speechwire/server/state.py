@@ -15,10 +15,14 @@ from speechwire.engines.base import STTEngine
 from speechwire.engines.elevenlabs import ElevenLabsCloud
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.registry import EngineRegistry
-from speechwire.server.access.limits import Limiter, RateLimiter, TrackedLimiter
+from speechwire.server.access.limits import OPEN_REFUSED, Limiter, RateLimiter
 from speechwire.server.access.tokens import MemoryTokenStore, TokenStore
 from speechwire.server.ops.metrics import Metrics
 from speechwire.server.ws.session_socket import SessionSocket
+
+SERVER_FULL = "resource_exhausted"
+KEY_LIMIT = "rate_limited"
+UNAUTHENTICATED = "unauthenticated"
 
 
 @dataclass
@@ -32,60 +36,35 @@ class ServerState:
     stt_pool: EnginePool | None = None
     sockets: set[SessionSocket] = field(default_factory=set)
     draining: bool = False
-    engine_sessions: dict[str, int] = field(default_factory=dict)
-    """Open local sessions by engine kind (``tts``, ``stt``), for admission."""
     tokens: TokenStore = field(default_factory=MemoryTokenStore)
     limiter: Limiter = field(default_factory=RateLimiter)
     cloud: ElevenLabsCloud | None = None
-    metrics: Metrics = field(default_factory=Metrics)
     """The ElevenLabs cloud, when the server has a key for it."""
-
-    open_by_caller: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Open sessions (WebSocket and HTTP synthesis or transcription) by key, in this process."""
-    engine_by_caller: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    """Open local sessions by (engine kind, key): each key's share of the engines."""
-    http_sessions: int = 0
-    """HTTP syntheses and transcriptions in progress: sessions too, for ``max_sessions``."""
-    unauthenticated: collections.Counter[str] = field(default_factory=collections.Counter)
-    """WebSockets still authenticating, by client address."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.limiter, TrackedLimiter):
-            self.limiter = TrackedLimiter(self.limiter)
-
-    @property
-    def sessions(self) -> int:
-        return len(self.sockets)
-
-    def key_share(self, kind: str) -> int:
-        """Local sessions of ``kind`` one key may hold: ``key_engine_share`` of the engines."""
-        cap = self.settings.max_stt_sessions if kind == "stt" else self.settings.max_tts_sessions
-        return max(1, int(cap * self.settings.key_engine_share))
+    metrics: Metrics = field(default_factory=Metrics)
+    open: collections.Counter[Any] = field(default_factory=collections.Counter)
+    """What is open in this process, for admission: ``"http"`` (HTTP syntheses and
+    transcriptions: sessions too, for ``max_sessions``), an engine kind (its local sessions), a
+    key (its sessions), ``(kind, key)`` (the key's share of the engines), ``UNAUTHENTICATED``
+    and ``(UNAUTHENTICATED, address)`` (WebSockets still authenticating)."""
 
     def refusal(self, kind: str, local: bool, caller: str | None) -> Refusal | None:
         """Why one more session of ``kind`` for ``caller`` (None: no key, a dev server) is not
         admitted now, or None."""
-        settings = self.settings
+        settings, held = self.settings, self.open
         cap = settings.max_stt_sessions if kind == "stt" else settings.max_tts_sessions
         if self.draining:
             return Refusal(SERVER_FULL, "The server is shutting down; try another or again shortly.")
-        if len(self.sockets) + self.http_sessions >= settings.max_sessions:
-            return Refusal(SERVER_FULL, "The server is at its session limit; try again shortly.")
-        if local and self.engine_sessions.get(kind, 0) >= cap:
+        if len(self.sockets) + held["http"] >= settings.max_sessions or (local and held[kind] >= cap):
             return Refusal(SERVER_FULL, "The server is at its session limit; try again shortly.")
         if caller is None:
             return None
-        if self.open_by_caller[caller] >= settings.max_sessions_per_key:
-            limit = settings.max_sessions_per_key
-            return Refusal(KEY_LIMIT, f"Too many open sessions for this key (at most {limit}).")
-        share = self.key_share(kind)
-        if local and self.engine_by_caller[kind, caller] >= share:
+        if held[caller] >= settings.max_sessions_per_key:
+            return Refusal(KEY_LIMIT, OPEN_REFUSED.format(settings.max_sessions_per_key))
+        share = max(1, int(cap * settings.key_engine_share))
+        if local and held[kind, caller] >= share:
             what = "speech-to-text" if kind == "stt" else "text-to-speech"
-            return Refusal(
-                KEY_LIMIT,
-                f"This key holds its share of the {what} engines ({share} sessions at once); "
-                "close one or try again shortly.",
-            )
+            held_share = f"This key holds its share of the {what} engines ({share} sessions at once)"
+            return Refusal(KEY_LIMIT, held_share + "; close one or try again shortly.")
         return None
 
     def admit(
@@ -99,35 +78,17 @@ class ServerState:
         refused = self.refusal(kind, local, caller)
         if refused is not None:
             return refused
-        if sock is None:
-            self.http_sessions += 1
-        else:
-            self.sockets.add(sock)
+        keys: list[Any] = ["http"] if sock is None else []
         if local:
-            self.engine_sessions[kind] = self.engine_sessions.get(kind, 0) + 1
+            keys.append(kind)
         if caller is not None:
-            self.open_by_caller[caller] += 1
-            if local:
-                self.engine_by_caller[kind, caller] += 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            if sock is None:
-                self.http_sessions -= 1
-            else:
-                self.sockets.discard(sock)
-            if local:
-                self.engine_sessions[kind] -= 1
-            if caller is not None:
-                _decrement(self.open_by_caller, caller)
-                if local:
-                    _decrement(self.engine_by_caller, (kind, caller))
-
-        return release
+            keys += [caller, (kind, caller)] if local else [caller]
+        ends = contextlib.ExitStack()
+        ends.callback(self._hold(keys))
+        if sock is not None:
+            self.sockets.add(sock)
+            ends.callback(self.sockets.discard, sock)
+        return ends.close
 
     @contextlib.contextmanager
     def admitted(
@@ -143,38 +104,30 @@ class ServerState:
         finally:
             admission()
 
-    @contextlib.contextmanager
-    def authenticating(self, address: str | None) -> Iterator[Callable[[], None] | None]:
-        """Counts a WebSocket that has not authenticated yet; yields the callable that ends the
-        count (idempotent; it ends anyway on exit), or None when ``address`` or the server
-        already has as many as allowed. ``address`` None: not counted (it cannot wait)."""
-        settings = self.settings
-        if address is None:
-            yield lambda: None
-            return
+    def authenticating(self, address: str) -> Callable[[], None] | None:
+        """Counts a WebSocket from ``address`` that has not authenticated yet, until the returned
+        callable (idempotent) is called; None when the address or the server already has as many
+        as allowed."""
         if (
-            self.unauthenticated[address] >= settings.max_unauthenticated_per_address
-            or sum(self.unauthenticated.values()) >= settings.max_unauthenticated
+            self.open[UNAUTHENTICATED, address] >= self.settings.max_unauthenticated_per_address
+            or self.open[UNAUTHENTICATED] >= self.settings.max_unauthenticated
         ):
-            yield None
-            return
-        self.unauthenticated[address] += 1
-        done = False
+            return None
+        return self._hold([UNAUTHENTICATED, (UNAUTHENTICATED, address)])
 
-        def end() -> None:
-            nonlocal done
-            if not done:
-                done = True
-                _decrement(self.unauthenticated, address)
+    def _hold(self, keys: list[Any]) -> Callable[[], None]:
+        """Counts ``keys`` in ``open`` until the returned callable (idempotent) is called. Zeros
+        are dropped, so memory follows what is open, not who came."""
+        self.open.update(keys)
 
-        try:
-            yield end
-        finally:
-            end()
+        def release() -> None:
+            for key in keys:
+                self.open[key] -= 1
+                if self.open[key] <= 0:
+                    del self.open[key]
+            keys.clear()
 
-
-SERVER_FULL = "resource_exhausted"
-KEY_LIMIT = "rate_limited"
+        return release
 
 
 @dataclass(frozen=True)
@@ -184,13 +137,6 @@ class Refusal:
 
     error: str
     message: str
-
-
-def _decrement(counter: collections.Counter[Any], key: Any) -> None:
-    """Counters of open things drop their zeros, so memory follows what is open, not who came."""
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
 
 
 def server_state(app: ASGIApp) -> ServerState:

@@ -94,8 +94,9 @@ FORWARDED_HEADERS = (b"x-forwarded-for", b"forwarded")
 
 
 def client_address(conn: HTTPConnection, state: ServerState) -> str:
-    """The address a key-less caller's budget is counted against. A forwarded address is believed
-    only from ``trusted_proxies`` (their ``ProxyHeadersMiddleware`` has already put it in
+    """The address a key-less caller's budget is counted against. ``X-Forwarded-For`` is whatever
+    the client wrote unless a proxy of ours wrote it, so it is believed only from
+    ``trusted_proxies`` (``server.app`` adds uvicorn's ``ProxyHeadersMiddleware``, which puts it in
     ``conn.client``); without any, every request that names one shares a single budget, so
     writing a fresh ``X-Forwarded-For`` each time buys nothing, whoever rewrote ``conn.client``."""
     if not state.settings.trusted_proxies and any(
@@ -103,11 +104,6 @@ def client_address(conn: HTTPConnection, state: ServerState) -> str:
     ):
         return "forwarded"
     return conn.client.host if conn.client else "unknown"
-
-
-def minted_with_key(owner: str) -> bool:
-    """Whether a token's owner is an API key (``caller_id``), not a page or a dev-server client."""
-    return owner.startswith("key:")
 
 
 def _key_from_first_message(frame: str | bytes | None, limit: int) -> str | None:
@@ -120,25 +116,9 @@ def _key_from_first_message(frame: str | bytes | None, limit: int) -> str | None
         data = json.loads(frame)
     except (json.JSONDecodeError, RecursionError):
         return None
-    if not isinstance(data, dict):
-        return None
-    for name in ("xi_api_key", "xi-api-key", "authorization"):
-        value = data.get(name)
-        if isinstance(value, str) and value:
-            return _bearer(value)
-    return None
-
-
-def replay_first_message(ws: WebSocket, message: Any) -> None:
-    """Make ``ws.receive()`` return ``message`` once more: auth had to read the first frame, the
-    session must still see it."""
-    receive = ws.receive
-
-    async def once() -> Any:
-        ws.receive = receive  # type: ignore[method-assign]
-        return message
-
-    ws.receive = once  # type: ignore[method-assign]
+    names = ("xi_api_key", "xi-api-key", "authorization")
+    values = [data.get(name) for name in names] if isinstance(data, dict) else []
+    return next((_bearer(value) for value in values if isinstance(value, str) and value), None)
 
 
 async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str | ProtocolError:
@@ -149,7 +129,7 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
         owner = await state.tokens.consume(token, kind)
         if owner is None:
             return ProtocolError(INVALID_API_KEY, INVALID_TOKEN_MESSAGE, POLICY_VIOLATION)
-        if not minted_with_key(owner) and not origin_allowed(ws, state):
+        if not owner.startswith("key:") and not origin_allowed(ws, state):  # not minted with a key
             return refused
         return owner
     if not origin_allowed(ws, state):
@@ -163,7 +143,13 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
             message = await asyncio.wait_for(ws.receive(), FIRST_MESSAGE_TIMEOUT_S)
         except TimeoutError:
             return ProtocolError(AUTHENTICATION_REQUIRED, MISSING_MESSAGE, POLICY_VIOLATION)
-        replay_first_message(ws, message)
+        receive = ws.receive
+
+        async def replay() -> Any:  # the session must still see the frame auth had to read
+            ws.receive = receive  # type: ignore[method-assign]
+            return message
+
+        ws.receive = replay  # type: ignore[method-assign]
         key = _key_from_first_message(message.get("text"), state.settings.max_preauth_message_bytes)
     if key is None:
         return ProtocolError(AUTHENTICATION_REQUIRED, MISSING_MESSAGE, POLICY_VIOLATION)
@@ -173,23 +159,18 @@ async def _identify(ws: WebSocket, state: ServerState, kind: TokenType) -> str |
 
 
 @contextlib.asynccontextmanager
-async def authorise(
-    ws: WebSocket, state: ServerState, kind: TokenType
-) -> AsyncIterator[ProtocolError | None]:
-    """Yields why this connection is refused, or None while it holds its caller's session slot."""
+async def authorise(ws: WebSocket, state: ServerState, kind: TokenType) -> AsyncIterator[str | ProtocolError]:
+    """Yields why this connection is refused, or the caller's name while it holds its session slot."""
     caller = await _identify(ws, state, kind)
-    if isinstance(caller, ProtocolError):
+    if isinstance(caller, ProtocolError) or not limited(caller):
         yield caller
-        return
-    if not limited(caller):
-        yield None
         return
     reason = await state.limiter.acquire(caller)
     if reason is not None:
         yield ProtocolError(RATE_LIMITED, reason, TRY_AGAIN_LATER)
         return
     try:
-        yield None
+        yield caller
     finally:
         await state.limiter.release(caller)
 
@@ -245,16 +226,12 @@ async def single_use_token(token_type: str, request: Request) -> dict[str, Any]:
     if token_type not in TOKEN_TYPES:
         raise HTTPException(422, f"token_type must be one of {', '.join(TOKEN_TYPES)}")
     origin = request.headers.get("origin")
-    if origin is not None and not origin_allowed(request, state):
+    if not origin_allowed(request, state):
         raise HTTPException(
             403, {"status": ORIGIN_NOT_ALLOWED, "message": "This Origin may not mint tokens."}
         )
-    if (
-        state.settings.api_keys
-        and state.settings.page_tokens
-        and origin is not None
-        and presented_key(request) is None
-    ):
+    settings = state.settings
+    if settings.api_keys and settings.page_tokens and origin is not None and presented_key(request) is None:
         owner = "page:" + client_address(request, state)
     else:
         owner = require_key(request)

@@ -1,4 +1,4 @@
-"""Which names this server answers to, and whose forwarded headers it believes.
+"""Which names this server answers to.
 
 Why a Host check: the Origin check admits a page whose origin is the server's own (its host
 equals the ``Host`` header). A DNS-rebinding page (``http://attacker.example`` re-pointed at
@@ -12,12 +12,6 @@ server with ``allowed_hosts`` set, every request (``HostCheck``). On a keyed ser
 list, programs may use any name (they hold a key; rebinding is a browser's doing) and the Origin
 check counts a page as the server's own only at a name that passes here (``auth.origin_allowed``),
 which is what page tokens and sessions from the server's own page depend on.
-
-Why no forwarded headers by default: ``X-Forwarded-For`` is whatever the client wrote unless a
-proxy of ours wrote it, and the page-token rate limit is counted per client address.
-uvicorn's ``ProxyHeadersMiddleware`` does the parsing, added by ``server.app`` only with
-``trusted_proxies``; ``auth.client_address`` gives every request that names a forwarded address
-we do not believe one shared budget.
 """
 
 from __future__ import annotations
@@ -25,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HOST_NOT_ALLOWED = "host_not_allowed"
@@ -43,10 +38,9 @@ def host_name(header: str) -> str:
 
 def _is_ip(name: str) -> bool:
     try:
-        ipaddress.ip_address(name)
+        return bool(ipaddress.ip_address(name))
     except ValueError:
         return False
-    return True
 
 
 def host_allowed(header: str | None, allowed: list[str]) -> bool:
@@ -56,13 +50,8 @@ def host_allowed(header: str | None, allowed: list[str]) -> bool:
     name = host_name(header)
     if _is_ip(name) or name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
-    for entry in allowed:
-        pattern = entry.strip().lower().rstrip(".")
-        if pattern == "*" or pattern == name:
-            return True
-        if pattern.startswith("*.") and name.endswith(pattern[1:]):
-            return True
-    return False
+    patterns = (entry.strip().lower().rstrip(".") for entry in allowed)
+    return any(p in ("*", name) or (p.startswith("*.") and name.endswith(p[1:])) for p in patterns)
 
 
 class HostCheck:
@@ -81,17 +70,12 @@ class HostCheck:
         if host_allowed(header, self.allowed):
             await self.app(scope, receive, send)
             return
+        if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008, "reason": HOST_NOT_ALLOWED})
+            return
         message = (
             "This server does not answer to that host name; its operator lists the names it "
             "serves in SPEECHWIRE_ALLOWED_HOSTS."
         )
         body = json.dumps({"detail": {"status": HOST_NOT_ALLOWED, "message": message}}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        elif "websocket.http.response" in scope.get("extensions", {}):
-            await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 1008, "reason": HOST_NOT_ALLOWED})
+        await Response(body, 400, media_type="application/json")(scope, receive, send)

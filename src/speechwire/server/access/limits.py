@@ -7,7 +7,6 @@ take the capacity every other caller paid for. A refused caller gets ``rate_limi
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +21,15 @@ class _Bucket:
 
 
 class Limiter(Protocol):
-    """Per-caller session budgets (in memory here; ``server.shared_store`` for replicas)."""
+    """Per-caller session budgets (in memory here; ``shared_store`` for replicas)."""
 
     async def acquire(self, caller: str) -> str | None: ...
 
     async def release(self, caller: str) -> None: ...
+
+
+OPEN_REFUSED = "Too many open sessions for this key (at most {})."
+RATE_REFUSED = "Too many new sessions for this key (at most {:g} a minute)."
 
 
 @dataclass
@@ -43,46 +46,21 @@ class RateLimiter:
     async def acquire(self, caller: str) -> str | None:
         """Take a session slot for ``caller``; the reason it is refused, or None."""
         now = self.clock()
-        bucket = self._buckets.get(caller)
-        if bucket is None:
-            bucket = self._buckets[caller] = _Bucket(float(self.burst), now)
+        bucket = self._buckets.setdefault(caller, _Bucket(float(self.burst), now))
         bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.per_minute / 60)
         bucket.updated = now
         if bucket.open_sessions >= self.max_open:
-            return f"Too many open sessions for this key (at most {self.max_open})."
+            return OPEN_REFUSED.format(self.max_open)
         if bucket.tokens < 1:
-            return f"Too many new sessions for this key (at most {self.per_minute:g} a minute)."
+            return RATE_REFUSED.format(self.per_minute)
         bucket.tokens -= 1
         bucket.open_sessions += 1
         return None
 
     async def release(self, caller: str) -> None:
         bucket = self._buckets.get(caller)
-        if bucket is not None and bucket.open_sessions > 0:
-            bucket.open_sessions -= 1
-        if bucket is not None and bucket.open_sessions == 0 and bucket.tokens >= self.burst:
+        if bucket is None:
+            return
+        bucket.open_sessions = max(0, bucket.open_sessions - 1)
+        if bucket.open_sessions == 0 and bucket.tokens >= self.burst:
             del self._buckets[caller]  # idle and full: forget it, memory stays bounded
-
-
-SESSION_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_caller", default=None)
-"""The key whose session slot the current task took (``TrackedLimiter``), for admission."""
-
-
-@dataclass
-class TrackedLimiter:
-    """Any ``Limiter``, remembering in ``SESSION_CALLER`` whose slot this task holds.
-
-    Why: the WebSocket route must give each key a share of the engines (issue 14), and learns
-    who the caller is only from this slot (authorisation names the caller to the limiter and
-    nobody else); the task that took the slot is the one that runs the session."""
-
-    inner: Limiter
-
-    async def acquire(self, caller: str) -> str | None:
-        reason = await self.inner.acquire(caller)
-        if reason is None:
-            SESSION_CALLER.set(caller)
-        return reason
-
-    async def release(self, caller: str) -> None:
-        await self.inner.release(caller)

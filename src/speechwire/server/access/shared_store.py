@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from speechwire.server.access.limits import OPEN_REFUSED, RATE_REFUSED
 from speechwire.server.access.tokens import TOKEN_TTL_S, TokenType
 
 _CONSUME = """
@@ -33,13 +34,11 @@ local updated = tonumber(state[2]) or t
 tokens = math.min(burst, tokens + (t - updated) * per_minute / 60)
 local open = tonumber(redis.call('GET', KEYS[2]) or '0')
 if open >= max_open then return 'open' end
-if tokens < 1 then
-  redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated', t)
-  redis.call('EXPIRE', KEYS[1], ttl)
-  return 'rate'
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens - 1, 'updated', t)
+local taken = tokens >= 1
+if taken then tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated', t)
 redis.call('EXPIRE', KEYS[1], ttl)
+if not taken then return 'rate' end
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ttl)
 return 'ok'
@@ -97,11 +96,8 @@ class RedisStores:
             keys=[f"{self.prefix}rate:{caller}", f"{self.prefix}open:{caller}"],
             args=[self.per_minute, self.burst, self.max_open, self.session_ttl_s],
         )
-        if result == "open":
-            return f"Too many open sessions for this key (at most {self.max_open})."
-        if result == "rate":
-            return f"Too many new sessions for this key (at most {self.per_minute:g} a minute)."
-        return None
+        refusals = {"open": OPEN_REFUSED.format(self.max_open), "rate": RATE_REFUSED.format(self.per_minute)}
+        return refusals.get(result)
 
     async def release(self, caller: str) -> None:
         await self._release(keys=[f"{self.prefix}open:{caller}"])

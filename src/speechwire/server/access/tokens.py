@@ -18,7 +18,7 @@ TOKEN_TTL_S = 15 * 60.0
 
 
 class TokenStore(Protocol):
-    """Where minted tokens live until used or expired (in memory here; shared stores later)."""
+    """Where minted tokens live until used or expired (in memory here; ``shared_store`` for replicas)."""
 
     async def mint(self, kind: TokenType, owner: str = "anonymous") -> str: ...
 

@@ -26,24 +26,12 @@ SESSION_ID: contextvars.ContextVar[str] = contextvars.ContextVar("speechwire_ses
 _secrets: set[str] = set()
 
 
-class FrameSummary:
+def _summary(arg: object) -> object:
     """What a data frame's log line shows: its kind and size, never its payload."""
-
-    def __init__(self, frame: Frame) -> None:
-        self.frame = frame
-
-    def __str__(self) -> str:
-        size = len(self.frame.data)
-        more = "" if self.frame.fin else ", continued"
-        return f"{self.frame.opcode.name} [{size} byte{'' if size == 1 else 's'}{more}]"
-
-
-def _summarise_frames(args: Any) -> Any:
-    if isinstance(args, tuple) and any(isinstance(a, Frame) for a in args):
-        return tuple(
-            FrameSummary(a) if isinstance(a, Frame) and a.opcode in DATA_OPCODES else a for a in args
-        )
-    return args
+    if not isinstance(arg, Frame) or arg.opcode not in DATA_OPCODES:
+        return arg
+    size, more = len(arg.data), "" if arg.fin else ", continued"
+    return f"{arg.opcode.name} [{size} byte{'' if size == 1 else 's'}{more}]"
 
 
 _installed = False
@@ -62,7 +50,8 @@ def install(secrets: list[str]) -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.session_id = SESSION_ID.get()
-        record.args = _summarise_frames(record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_summary(arg) for arg in record.args)
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: leave it to the handler to report
@@ -94,12 +83,8 @@ class JsonFormatter(logging.Formatter):
 def configure(level: str = "info", fmt: str = "text") -> None:
     """Root logging for ``speechwire serve``."""
     handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s")
-        )
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -13,8 +13,7 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = r = CollectorRegistry()
         self.sessions_open = Gauge(
             "speechwire_sessions_open", "Open WebSocket sessions.", ["kind"], registry=r
         )

@@ -22,7 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.frames import Frame, Opcode
+from websockets.frames import DATA_OPCODES, Frame
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -36,7 +36,7 @@ log = logging.getLogger("speechwire.server")
 def _by_kind(sockets: Iterable[Any]) -> str:
     """ "2 /v1/text-to-speech/…, 1 /v1/speech-to-text/realtime": the paths of the open sessions,
     so an operator sees whether the drain waits for long transcriptions or short syntheses."""
-    kinds = Counter(str(getattr(getattr(s, "ws", None), "scope", {}).get("path", "?")) for s in sockets)
+    kinds = Counter(sock.ws.scope["path"] for sock in sockets)
     return ", ".join(f"{n} {path}" for path, n in kinds.most_common())
 
 
@@ -108,10 +108,8 @@ class RunningServer:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -129,31 +127,24 @@ CREDENTIAL_HEADERS = (b"xi-api-key", b"authorization")
 CREDENTIAL_QUERY = ("token=", "single_use_token=")
 
 
-class _FirstMessageLimited(ServerProtocol):
-    """websockets' server protocol, whose first data message may be at most ``first_limit``
-    bytes; every later one ``max_size``. The limit is lifted as the first message completes,
-    inside the parser, so a second frame already buffered behind it is judged by the full one."""
+class _GuardedServerProtocol(ServerProtocol):
+    """websockets' server protocol, answering the handshake with 503 when ``overloaded``, and
+    whose first data message may be at most the ``max_message_size`` set before it while
+    ``full_limit`` is kept. The full limit is restored as the first message completes, inside
+    the parser, so a second frame already buffered behind it is judged by the full one."""
 
-    first_limit: int | None = None
     overloaded = False
+    full_limit: int | None = None
 
     def recv_frame(self, frame: Frame) -> None:
         super().recv_frame(frame)
-        data = frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
-        if self.first_limit is not None and data and frame.fin:
-            self.max_message_size = self.full_limit
-            self.first_limit = None
+        if self.full_limit is not None and frame.fin and frame.opcode in DATA_OPCODES:
+            self.max_message_size, self.full_limit = self.full_limit, None
 
     def accept(self, request: Request) -> Response:
-        """The handshake's answer: 503 when the server has as many connections as it takes
-        (uvicorn then sends it and closes), else websockets' own."""
-        if self.overloaded:
+        if self.overloaded:  # uvicorn sends the rejection and closes
             return self.reject(503, "Too many connections; try again shortly.\n")
         return super().accept(request)
-
-    def limit_first_message(self, limit: int) -> None:
-        self.full_limit = self.max_message_size
-        self.first_limit = self.max_message_size = limit
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -163,8 +154,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
       ``authorization`` header, no token in the query) on a server with keys may send a first
       message of at most ``preauth_limit`` bytes (its key may be in that message; the TTS
       protocol allows it). The size is checked on the frame header, before the payload is
-      buffered, so an unauthenticated peer costs a few KB, not ``ws_max_size`` (issue 14:
-      30 peers × 15 MiB first frames grew the server by 900 MiB before each was refused).
+      buffered, so an unauthenticated peer costs a few KB, not ``ws_max_size``.
     - uvicorn's ``limit_concurrency`` answers HTTP requests with 503 but never looks at
       WebSocket upgrades; here an upgrade beyond it is refused with 503 as well.
     """
@@ -174,33 +164,30 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         old = self.conn
-        self.conn = _FirstMessageLimited(
+        self.conn = self.guarded = _GuardedServerProtocol(
             extensions=old.available_extensions, max_size=old.max_message_size, logger=old.logger
         )
 
-    def handle_connect(self, event: Any) -> None:
-        assert isinstance(self.conn, _FirstMessageLimited)
-        limit = self.config.limit_concurrency
-        # As uvicorn counts for HTTP: the newcomer is among the connections.
-        self.conn.overloaded = limit is not None and len(self.connections) >= limit
-        if self.preauth_limit is not None and not _presents_credential(event):
-            self.conn.limit_first_message(self.preauth_limit)
+    def handle_connect(self, event: Request) -> None:
+        conn, limit = self.guarded, self.config.limit_concurrency
+        conn.overloaded = (
+            limit is not None and len(self.connections) >= limit
+        )  # the newcomer counts, as for HTTP
+        headers = {name.lower().encode() for name in event.headers}
+        query = event.path.partition("?")[2].split("&")
+        presents = any(h in headers for h in CREDENTIAL_HEADERS) or any(
+            q.startswith(CREDENTIAL_QUERY) for q in query
+        )
+        if self.preauth_limit is not None and not presents:
+            conn.full_limit, conn.max_message_size = conn.max_message_size, self.preauth_limit
         super().handle_connect(event)
-
-
-def _presents_credential(request: Any) -> bool:
-    headers = {name.lower().encode() for name in request.headers}
-    query = request.path.partition("?")[2]
-    return any(h in headers for h in CREDENTIAL_HEADERS) or any(
-        part.startswith(CREDENTIAL_QUERY) for part in query.split("&")
-    )
 
 
 class HeaderTimeoutH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, dropping a connection whose request headers are not complete
     ``header_timeout_s`` after it opened (or after its previous response). uvicorn has no such
     timeout: its keep-alive timer stops at the first byte, so a peer dribbling one header byte
-    every few seconds (slowloris) held its connection for ever (issue 14: 500 of 500 stayed)."""
+    every few seconds (slowloris) would hold its connection for ever."""
 
     header_timeout_s: float = 5.0
     _header_timer: asyncio.TimerHandle | None = None
@@ -214,21 +201,17 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_timer()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
         super().connection_lost(exc)
 
     def _arm_header_timer(self) -> None:
-        self._cancel_header_timer()
+        if self._header_timer is not None:
+            self._header_timer.cancel()  # harmless on a timer that has fired
         if not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
 
-    def _cancel_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
     def _header_timeout(self) -> None:
-        self._header_timer = None
         upgraded = self.transport.get_protocol() is not self
         if not upgraded and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.close()  # nothing to answer: no request was made
@@ -251,11 +234,8 @@ def uvicorn_config(
     must arrive within ``header_timeout_s`` and fit h11's 16 KiB, and an unidentified WebSocket's
     first message is small (``max_preauth_message_bytes``). uvicorn's own forwarded-header reading
     (which believes any loopback peer) is off: ``server.app`` believes only trusted proxies."""
-    ws = type(
-        "WebSocketProtocol",
-        (GuardedWebSocketProtocol,),
-        {"preauth_limit": settings.max_preauth_message_bytes if settings.api_keys else None},
-    )
+    preauth = settings.max_preauth_message_bytes if settings.api_keys else None
+    ws = type("WebSocketProtocol", (GuardedWebSocketProtocol,), {"preauth_limit": preauth})
     http = type("HTTPProtocol", (HeaderTimeoutH11Protocol,), {"header_timeout_s": settings.header_timeout_s})
     return uvicorn.Config(
         app,

@@ -1,14 +1,11 @@
-"""The one loop that runs a sans-I/O server session on a WebSocket, for every route.
-
-``drive`` owns everything the routes used to repeat: opening the session (a bad query parameter
-is an error frame and a close), receiving frames, waiting for the session's ``deadline`` and then
-calling ``expire``, turning a ``ProtocolError`` into the protocol's error frame and close code,
-ending quietly when the client goes away or stops reading (``SlowConsumer``), and cleaning up
-once. A route only says what each event means, in a ``Route``.
+"""The one loop that runs a sans-I/O server session on a WebSocket, for every route: ``drive``
+opens the session, feeds it frames and deadlines, turns a ``ProtocolError`` into the protocol's
+error frame and close, ends quietly when the client leaves or stops reading, and cleans up once;
+a ``Route`` only says what each event means.
 
 Why a receive future kept across waits, not ``wait_for(ws.receive())``: a deadline that passes
-while a frame is half read would cancel the read, and the frame would be lost; here the same
-read is awaited again after ``expire``.
+while a frame is half read would cancel the read and lose the frame; here the same read is
+awaited again after ``expire``.
 """
 
 from __future__ import annotations
@@ -59,11 +56,7 @@ class Route(Generic[EventT_contra]):
 Opener = Callable[[], tuple[ServerSession[EventT], Route[EventT]]]
 
 
-async def drive(
-    sock: SessionSocket,
-    open_session: Opener[EventT],
-    internal_error: ProtocolError,
-) -> None:
+async def drive(sock: SessionSocket, open_session: Opener[EventT], internal_error: ProtocolError) -> None:
     """Run one session on ``sock`` until it ends.
 
     ``open_session`` builds the session and its handler (raising ``ProtocolError`` for a bad
@@ -87,16 +80,16 @@ async def drive(
             done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if task is not None and task in done:
                 return  # the handler's work ended the session (slow consumer, engine failure)
-            if receiver not in done:
-                for event in session.expire(time.monotonic()):
-                    await handler.on_event(event)
-                continue
-            message, receiver = receiver.result(), None
-            if message["type"] == "websocket.disconnect":
-                return
-            frame = message.get("text")
-            frame = frame if frame is not None else message.get("bytes") or b""
-            for event in session.receive(frame, time.monotonic()):
+            if receiver in done:
+                message, receiver = receiver.result(), None
+                if message["type"] == "websocket.disconnect":
+                    return
+                text = message.get("text")
+                frame = text if text is not None else message.get("bytes") or b""
+                events = session.receive(frame, time.monotonic())
+            else:
+                events = session.expire(time.monotonic())
+            for event in events:
                 await handler.on_event(event)
         if handler.task is not None:
             await handler.task

@@ -4,6 +4,7 @@ where the session runs (local engines or the cloud), and for how long at most.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -13,8 +14,7 @@ from fastapi import WebSocket
 
 from speechwire.protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER, ProtocolError
 from speechwire.protocol.session import ServerSession
-from speechwire.server.access.auth import as_stt_error, authorise, presented_key
-from speechwire.server.access.limits import SESSION_CALLER
+from speechwire.server.access.auth import as_stt_error, authorise, limited, presented_key
 from speechwire.server.access.tokens import TokenType
 from speechwire.server.ops.logs import SESSION_ID
 from speechwire.server.relay import relay_websocket, relays
@@ -51,76 +51,56 @@ async def serve_websocket(
     name = "stt" if stt else ("tts_multi" if ws.url.path.endswith("multi-stream-input") else "tts")
     metrics = state.metrics
     SESSION_ID.set(uuid.uuid4().hex[:12])
-    SESSION_CALLER.set(None)
+
+    async def refuse(error: ProtocolError, why: str, reason: str | None = None) -> None:
+        log.info("%s %s", name, why)
+        metrics.refused.labels(name, reason or error.error).inc()
+        await sock.fail(error)
+
     address = ws.client.host if ws.client else "unknown"
     # Only a socket that presents nothing in its request can make us wait (for the TTS
     # first-message key, up to 10 s); one with a header key or a token is judged at once.
-    waits = bool(state.settings.api_keys) and not _presents_credential(ws)
-    with state.authenticating(address if waits else None) as authenticated:
-        if authenticated is None:
-            log.info("%s connection refused: too many unauthenticated connections from %s", name, address)
-            metrics.refused.labels(name, "unauthenticated_limit").inc()
-            await sock.fail(ProtocolError("rate_limited", TOO_MANY_UNAUTHENTICATED, TRY_AGAIN_LATER))
-            return
-        async with authorise(ws, state, kind) as refused:
-            authenticated()
-            if refused is not None:
-                log.info("%s connection refused: %s", name, refused.error)
-                metrics.refused.labels(name, refused.error).inc()
-                await sock.fail(as_stt_error(refused) if stt else refused)
-                return
-            caller = SESSION_CALLER.get()
-            engine = "stt" if stt else "tts"
-            with state.admitted(sock, engine, local=not relayed, caller=caller) as refusal:
-                if refusal is not None:
-                    log.info(
-                        "%s session refused: %s (%s; %s)", name, refusal.error, refusal.message, _load(state)
-                    )
-                    metrics.refused.labels(name, refusal.error).inc()
-                    await sock.fail(ProtocolError(refusal.error, refusal.message, TRY_AGAIN_LATER))
-                    return
-                await _run(ws, state, sock, name, relayed, stt, open_session, internal_error)
-
-
-def _presents_credential(ws: WebSocket) -> bool:
     query = ws.query_params
-    return presented_key(ws) is not None or "token" in query or "single_use_token" in query
+    presents = presented_key(ws) is not None or "token" in query or "single_use_token" in query
+    waits = bool(state.settings.api_keys) and not presents
+    async with contextlib.AsyncExitStack() as held:
+        waiting = state.authenticating(address) if waits else lambda: None
+        if waiting is None:
+            error = ProtocolError("rate_limited", TOO_MANY_UNAUTHENTICATED, TRY_AGAIN_LATER)
+            why = f"connection refused: too many unauthenticated connections from {address}"
+            return await refuse(error, why, "unauthenticated_limit")
+        held.callback(waiting)
+        caller = await held.enter_async_context(authorise(ws, state, kind))
+        waiting()
+        if isinstance(caller, ProtocolError):
+            why = f"connection refused: {caller.error}"
+            return await refuse(as_stt_error(caller) if stt else caller, why, caller.error)
+        key = caller if limited(caller) else None
+        refusal = held.enter_context(state.admitted(sock, "stt" if stt else "tts", not relayed, key))
+        if refusal is not None:
+            why = f"session refused: {refusal.error} ({refusal.message}; {_load(state)})"
+            return await refuse(ProtocolError(refusal.error, refusal.message, TRY_AGAIN_LATER), why)
+        sock.on_fail = lambda error: metrics.errors.labels(name, error.error).inc()
+        metrics.sessions.labels(name, "elevenlabs" if relayed else "local").inc()
+        metrics.sessions_open.labels(name).inc()
+        timer = asyncio.timeout(state.settings.max_session_s)
+        try:
+            async with timer:
+                if relayed:
+                    await relay_websocket(ws, state, sock, stt)
+                else:
+                    await drive(sock, lambda: open_session(state, sock), internal_error)
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            message = f"Sessions last at most {state.settings.max_session_s:g} seconds."
+            await sock.fail(ProtocolError(SESSION_TIME_LIMIT, message, POLICY_VIOLATION))
+        finally:
+            metrics.sessions_open.labels(name).dec()
 
 
 def _load(state: ServerState) -> str:
     """What the server holds when it refuses someone: enough for an operator to tell "full"
     from "one key took its share" without a metrics dashboard."""
-    engines = ", ".join(f"{kind} {n}" for kind, n in sorted(state.engine_sessions.items())) or "none"
-    return f"{len(state.sockets)} WebSocket and {state.http_sessions} HTTP sessions open; engines: {engines}"
-
-
-async def _run(
-    ws: WebSocket,
-    state: ServerState,
-    sock: SessionSocket,
-    name: str,
-    relayed: bool,
-    stt: bool,
-    open_session: Callable[[ServerState, SessionSocket], tuple[ServerSession[EventT], Route[EventT]]],
-    internal_error: ProtocolError,
-) -> None:
-    """An admitted session, for at most ``max_session_s``."""
-    metrics = state.metrics
-    sock.on_fail = lambda error: metrics.errors.labels(name, error.error).inc()
-    metrics.sessions.labels(name, "elevenlabs" if relayed else "local").inc()
-    metrics.sessions_open.labels(name).inc()
-    limit = state.settings.max_session_s
-    timer = asyncio.timeout(limit)
-    try:
-        async with timer:
-            if relayed:
-                await relay_websocket(ws, state, sock, stt)
-            else:
-                await drive(sock, lambda: open_session(state, sock), internal_error)
-    except TimeoutError:
-        if not timer.expired():
-            raise
-        message = f"Sessions last at most {limit:g} seconds."
-        await sock.fail(ProtocolError(SESSION_TIME_LIMIT, message, POLICY_VIOLATION))
-    finally:
-        metrics.sessions_open.labels(name).dec()
+    engines = ", ".join(f"{kind} {state.open[kind]}" for kind in ("stt", "tts") if state.open[kind]) or "none"
+    return f"{len(state.sockets)} WebSocket and {state.open['http']} HTTP sessions open; engines: {engines}"

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import WebSocket
@@ -23,29 +24,23 @@ class SlowConsumer(Exception):
     """The client did not take a message within the send deadline."""
 
 
+@dataclass(eq=False)  # kept in sets: one socket is equal only to itself
 class SessionSocket:
-    def __init__(
-        self,
-        ws: WebSocket,
-        error_frame: Callable[[ProtocolError], dict[str, Any]],
-        send_timeout_s: float = 10.0,
-    ) -> None:
-        self.ws = ws
-        self.error_frame = error_frame
-        self.send_timeout_s = send_timeout_s
-        self.lock = asyncio.Lock()
-        self.closed = False
-        self.on_fail: Callable[[ProtocolError], object] | None = None
-        """Told of every error this session sends (metrics count them)."""
+    ws: WebSocket
+    error_frame: Callable[[ProtocolError], dict[str, Any]]
+    send_timeout_s: float = 10.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed: bool = False
+    on_fail: Callable[[ProtocolError], object] = lambda error: None
+    """Told of every error this session sends (metrics count them)."""
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self.lock:
             if self.closed:
                 return
+            text = json.dumps(message, separators=(",", ":"))
             try:
-                await asyncio.wait_for(
-                    self.ws.send_text(json.dumps(message, separators=(",", ":"))), self.send_timeout_s
-                )
+                await asyncio.wait_for(self.ws.send_text(text), self.send_timeout_s)
             except TimeoutError:
                 self.closed = True
                 raise SlowConsumer(f"client took no data for {self.send_timeout_s:g} s") from None
@@ -61,8 +56,7 @@ class SessionSocket:
 
     async def fail(self, error: ProtocolError) -> None:
         """Send the protocol's error frame, then close with its code."""
-        if self.on_fail is not None:
-            self.on_fail(error)
+        self.on_fail(error)
         with contextlib.suppress(Exception):
             await self.send(self.error_frame(error))
         await self.close(error.code, error.message)
