@@ -61,16 +61,19 @@ class UpstreamRefused(Exception):
         self.message = message
 
 
+def _json_object(frame: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(frame)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def is_credential_error(frame: str | bytes) -> bool:
     """Whether an upstream frame says the credential was refused (the protocol's error frame)."""
     if not isinstance(frame, str) or len(frame) > _ERROR_FRAME_MAX or "error" not in frame:
         return False
-    try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError):
-        return False
-    if not isinstance(data, dict):
-        return False
+    data = _json_object(frame) or {}
     return data.get("error") in UPSTREAM_AUTH_ERRORS or data.get("message_type") == "auth_error"
 
 
@@ -83,11 +86,8 @@ def scrub_frame(frame: str | bytes) -> str | bytes:
     """A client frame without credential fields (JSON objects only; anything else unchanged)."""
     if isinstance(frame, bytes) or not any(f in frame for f in CLIENT_CREDENTIAL_FIELDS):
         return frame
-    try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError):
-        return frame
-    if not isinstance(data, dict):
+    data = _json_object(frame)
+    if data is None:
         return frame
     for name in CLIENT_CREDENTIAL_FIELDS:
         data.pop(name, None)
@@ -108,9 +108,6 @@ class ElevenLabsCloud:
         scheme = "wss" if parts.scheme == "https" else "ws"
         base_path = parts.path.rstrip("/")
         return urlunsplit((scheme, parts.netloc, base_path + path, urlencode(list(query)), ""))
-
-    def http_url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
 
     async def relay(
         self,
@@ -156,7 +153,7 @@ class ElevenLabsCloud:
         try:
             request = client.build_request(
                 "POST",
-                self.http_url(path),
+                self.base_url.rstrip("/") + path,
                 params=urlencode(scrub_query(query)),
                 content=body,
                 headers={"xi-api-key": self.api_key, "content-type": content_type},
