@@ -109,14 +109,7 @@ class ElevenLabsCloud:
         base_path = parts.path.rstrip("/")
         return urlunsplit((scheme, parts.netloc, base_path + path, urlencode(list(query)), ""))
 
-    async def relay(
-        self,
-        peer: FramePeer,
-        path: str,
-        query: Iterable[tuple[str, str]],
-        *,
-        first_frame: str | bytes | None = None,
-    ) -> None:
+    async def relay(self, peer: FramePeer, path: str, query: Iterable[tuple[str, str]]) -> None:
         """Relay one WebSocket session until either side ends; the other side is then closed with
         the same code. Raises ``UpstreamRefused`` if the cloud does not accept the connection."""
         url = self.ws_url(path, scrub_query(query))
@@ -131,15 +124,12 @@ class ElevenLabsCloud:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise UpstreamRefused(
-                status, f"The speech service refused the connection (HTTP {status})."
-            ) from None
+            message = f"The speech service refused the connection (HTTP {status})."
+            raise UpstreamRefused(status, message) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             log.warning("relay: cannot reach %s: %s", self.base_url, type(exc).__name__)
             raise UpstreamRefused(0, "The speech service cannot be reached; try again shortly.") from None
         async with upstream:
-            if first_frame is not None:
-                await upstream.send(scrub_frame(first_frame))
             await _pipe(peer, upstream)
 
     async def http_stream(
@@ -214,14 +204,3 @@ async def _pipe(peer: FramePeer, upstream: Any) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "ElevenLabsCloud",
-    "FramePeer",
-    "UpstreamRefused",
-    "is_credential_error",
-    "scrub_frame",
-    "scrub_query",
-]

@@ -49,16 +49,13 @@ BACKOFF_FACTOR = 2.0
 
 
 def backoff_ceiling(
-    attempt: int,
-    initial: float = BACKOFF_INITIAL_S,
-    maximum: float = BACKOFF_MAX_S,
-    factor: float = BACKOFF_FACTOR,
+    attempt: int, initial: float = BACKOFF_INITIAL_S, maximum: float = BACKOFF_MAX_S
 ) -> float:
-    """The largest delay before retry ``attempt`` (0 for the first): ``factor`` times larger each
-    attempt, capped at ``maximum``."""
+    """The largest delay before retry ``attempt`` (0 for the first): ``BACKOFF_FACTOR`` times
+    larger each attempt, capped at ``maximum``."""
     ceiling = initial
     for _ in range(attempt):
-        ceiling = min(maximum, ceiling * factor)
+        ceiling = min(maximum, ceiling * BACKOFF_FACTOR)
     return ceiling
 
 

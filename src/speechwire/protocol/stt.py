@@ -194,10 +194,8 @@ class EncodedAudioIn:
 
 @dataclass(frozen=True, slots=True)
 class CommitRequested:
-    """The client asked to commit what it has sent (manual commit).
-
-    ``nothing_pending``: no audio arrived since the last commit (the SDKs' ``commit()`` after a
-    VAD commit, a double-tapped push-to-talk). Not an error: the server answers with an empty
+    """The client asked to commit what it has sent (manual commit). ``nothing_pending``: no audio
+    arrived since the last commit (not an error: see the module docstring): the server answers with an empty
     ``committed_transcript``, so a client that waits for the commit's answer is released."""
 
     nothing_pending: bool = False
