@@ -1,11 +1,10 @@
 """``RealtimeTranscriber``: an asyncio client for the realtime speech-to-text WebSocket.
 
 Send PCM from a file, a microphone or any async iterator; read events as an async iterator;
-``commit()`` for manual commits. It records, for each committed segment, the time from the end
-of speech to the committed text, and the cadence of partial transcripts. Frames are built and
-parsed by ``protocol.stt_client.STTClientSession``; with ``reconnect=`` a lost socket is replaced
-and the audio since the last committed transcript is sent again, so no speech is lost and no
-committed text repeats.
+``commit()`` for manual commits; ``latency`` times each commit and the partials. Frames are built
+and parsed by ``protocol.stt_client.STTClientSession``; with ``reconnect=`` a lost socket is
+replaced and the audio since the last committed transcript is sent again, so no speech is lost
+and no committed text repeats.
 
 One task reads the socket: ``connect()`` starts it, and it owns every ``recv`` (websockets
 allows one reader at a time). ``events()`` and ``finish()`` only wait on what it found, so audio

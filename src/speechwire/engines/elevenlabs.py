@@ -162,19 +162,13 @@ class ElevenLabsCloud:
                 await response.aclose()
                 await client.aclose()
 
-        return (
-            response.status_code,
-            response.headers.get("content-type", "application/octet-stream"),
-            chunks(),
-        )
+        media_type = response.headers.get("content-type", "application/octet-stream")
+        return response.status_code, media_type, chunks()
 
 
 async def _pipe(peer: FramePeer, upstream: Any) -> None:
     async def client_to_upstream() -> None:
-        while True:
-            frame = await peer.receive()
-            if frame is None:
-                return
+        while (frame := await peer.receive()) is not None:
             await upstream.send(scrub_frame(frame))
 
     async def upstream_to_client() -> None:
