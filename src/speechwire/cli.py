@@ -198,7 +198,6 @@ async def _say(args: argparse.Namespace) -> int:
         fmt = AudioFormat.parse(args.format)
     except ValueError as exc:
         raise CLIError(f"--format {args.format}: {exc}", 2) from exc
-    # Reconnecting: a connection cut mid-audio resumes with the words not yet voiced, each once.
     stream = TextToSpeechStream(
         args.url,
         args.voice,
@@ -319,9 +318,8 @@ async def _transcribe(args: argparse.Namespace) -> int:
     committed = 0
 
     async def send() -> None:
-        chunks = paced_chunks(pcm16k, 16000, 100, realtime=args.realtime)
         i = 0
-        async for piece in chunks:
+        async for piece in paced_chunks(pcm16k, 16000, 100, realtime=args.realtime):
             await stt.send_audio(piece)
             if i in points:
                 await stt.commit()
@@ -425,11 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    serve.add_argument(
-        "--ssl-certfile", default=None, help="serve TLS (wss://, https://) with this certificate"
-    )
-    serve.add_argument("--ssl-keyfile", default=None, help="the private key of --ssl-certfile")
-    serve.add_argument("--engines", default=None, help="comma-separated TTS engines (default: piper,espeak)")
+    serve.add_argument("--ssl-certfile", help="serve TLS (wss://, https://) with this certificate")
+    serve.add_argument("--ssl-keyfile", help="the private key of --ssl-certfile")
+    serve.add_argument("--engines", help="comma-separated TTS engines (default: piper,espeak)")
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -453,10 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--out", "-o", default="say.wav")
     say.add_argument("--url", default=DEFAULT_URL, help="the server (ws://, wss://, http://, https://)")
     say.add_argument("--voice", default="joe")
-    say.add_argument("--model", default=None)
+    say.add_argument("--model")
     say.add_argument("--format", default="pcm_22050", help="output_format on the wire (decoded to WAV)")
-    say.add_argument("--api-key", default=None, help=API_KEY_HELP)
-    say.add_argument("--cafile", default=None, help=CAFILE_HELP)
+    say.add_argument("--api-key", help=API_KEY_HELP)
+    say.add_argument("--cafile", help=CAFILE_HELP)
     say.set_defaults(func=lambda a: asyncio.run(_say(a)))
 
     tr = add(
@@ -482,18 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --realtime: seconds of silence that commit (0.3-3). The server's own default "
         "is 1.5 s, as upstream; 0.5 commits each sentence soon after it ends",
     )
-    tr.add_argument("--api-key", default=None, help=API_KEY_HELP)
-    tr.add_argument("--cafile", default=None, help=CAFILE_HELP)
+    tr.add_argument("--api-key", help=API_KEY_HELP)
+    tr.add_argument("--cafile", help=CAFILE_HELP)
     tr.set_defaults(func=lambda a: asyncio.run(_transcribe(a)))
 
     bench = add("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    bench_add = bench_sub.add_parser
 
     def bench_parser(name: str, **kw: str) -> argparse.ArgumentParser:
         """A benchmark's parser, with the option every benchmark has."""
-        parser = bench_add(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
-        parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+        parser = bench_sub.add_parser(name, formatter_class=_HelpFormatter, **kw)  # type: ignore[arg-type]
+        parser.add_argument("--json", help="also write the results to this JSON file")
         parser.set_defaults(func=_bench)
         return parser
 
@@ -502,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     tts.add_argument("--concurrency", default="1,4,8", help="session counts to measure")
     tts.add_argument("--format", default="pcm_22050")
     tts.add_argument("--voice", default="joe")
-    tts.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
-    tts.add_argument("--cafile", default=None, help=CAFILE_HELP)
+    tts.add_argument("--url", help="benchmark a running server instead of starting one")
+    tts.add_argument("--cafile", help=CAFILE_HELP)
     tts.add_argument(
         "--relay", action="store_true", help="compare straight to an upstream server vs through a relay to it"
     )
@@ -514,24 +509,22 @@ def build_parser() -> argparse.ArgumentParser:
     barge.add_argument("--format", default="pcm_22050")
     barge.add_argument("--voice", default="joe")
     barge.add_argument("--seed", type=int, default=5)
-    barge.add_argument("--url", default=None, help="benchmark a running server instead of starting one")
-    barge.add_argument("--cafile", default=None, help=CAFILE_HELP)
+    barge.add_argument("--url", help="benchmark a running server instead of starting one")
+    barge.add_argument("--cafile", help=CAFILE_HELP)
     stt = bench_parser("stt", help="dev-set WER, end of speech to commit, partial cadence, capacity")
-    stt.add_argument(
-        "--speech-dir", default=None, help="folder with manifest.tsv (default: ../shared/speech/dev)"
-    )
+    stt.add_argument("--speech-dir", help="folder with manifest.tsv (default: ../shared/speech/dev)")
     stt.add_argument("--engine", default="moonshine", help="moonshine or whisper")
     stt.add_argument("--streams", default="1,2,4,6", help="concurrent real-time streams to try for capacity")
     stt.add_argument(
         "--parallel", type=int, default=4, help="dev-set files streamed at once for the WER pass"
     )
-    stt.add_argument("--url", default=None)
-    stt.add_argument("--cafile", default=None, help=CAFILE_HELP)
+    stt.add_argument("--url")
+    stt.add_argument("--cafile", help=CAFILE_HELP)
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
     load = bench_parser("load", help="how many TTS sessions and STT streams stay real-time")
     load.add_argument("--tts", default="1,2,4,6,8,12", help="concurrent TTS sessions to try")
     load.add_argument("--stt", default="2,4,6,8", help="concurrent STT streams to try")
-    load.add_argument("--speech-dir", default=None)
+    load.add_argument("--speech-dir")
     soak = bench_parser("soak", help="mixed sessions for a while: errors and memory growth")
     soak.add_argument("--minutes", type=float, default=10.0)
     web = bench_parser(
@@ -539,9 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     web.add_argument("--files", type=int, default=5, help="dev recordings per capture mode")
     web.add_argument("--runs", type=int, default=20, help="typed replies played")
-    web.add_argument("--speech-dir", default=None)
-    web.add_argument("--url", default=None, help="a running server's http URL instead of starting one")
-    web.add_argument("--screenshots", default=None, help="folder for a screenshot of the page in use")
+    web.add_argument("--speech-dir")
+    web.add_argument("--url", help="a running server's http URL instead of starting one")
+    web.add_argument("--screenshots", help="folder for a screenshot of the page in use")
     rec = bench_parser(
         "reconnect", help="resumable TTS client: loss → next open connection, network cut and server kill"
     )

@@ -1,12 +1,10 @@
 """``MultiContextTTS``: one ``multi-stream-input`` socket, several contexts, and barge-in.
 
-``close_context()`` ends a context's input; the server still voices all the text it was sent
-and then sends its final, so that audio keeps arriving and is yielded (the end of a turn).
-``interrupt()`` closes the current context *and cancels it here*: the server sends the rest of
-its audio anyway (upstream does too), and this client drops every chunk of a cancelled context
-until its final, then starts the next context and records the time from the interrupt to the
-new context's first audio. Frames and those rules are ``protocol.multi_client.MultiClientSession``;
-with ``reconnect=`` a lost socket is replaced and every unfinished context resumed.
+``close_context()`` ends a context's input (its audio and final still come: the end of a turn);
+``interrupt()`` also cancels it, so its late audio is dropped, starts the next context and records
+the time to that context's first audio. Frames and those rules, with their reasons, are
+``protocol.multi_client.MultiClientSession``; with ``reconnect=`` a lost socket is replaced and
+every unfinished context resumed.
 """
 
 from __future__ import annotations

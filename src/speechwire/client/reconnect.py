@@ -31,6 +31,7 @@ import contextlib
 import enum
 import itertools
 import random
+import re
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -42,14 +43,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from speechwire.client.errors import ConnectionClosedError, server_error
-from speechwire.protocol.retry import (
-    BACKOFF_FACTOR,
-    BACKOFF_INITIAL_S,
-    BACKOFF_MAX_S,
-    Decision,
-    backoff_ceiling,
-    decide,
-)
+from speechwire.protocol.retry import BACKOFF_INITIAL_S, BACKOFF_MAX_S, Decision, backoff_ceiling, decide
 from speechwire.protocol.stt_client import TranscriptError
 from speechwire.protocol.tts_client import ErrorReceived
 
@@ -77,14 +71,11 @@ class StateChange:
 
 
 def backoff(
-    initial: float = BACKOFF_INITIAL_S,
-    maximum: float = BACKOFF_MAX_S,
-    factor: float = BACKOFF_FACTOR,
-    rng: random.Random | None = None,
+    initial: float = BACKOFF_INITIAL_S, maximum: float = BACKOFF_MAX_S, rng: random.Random | None = None
 ) -> Iterator[float]:
     """Delays before each reconnection attempt: exponential, capped, with full jitter."""
     rand = rng or random.Random()
-    return (rand.uniform(0, backoff_ceiling(n, initial, maximum, factor)) for n in itertools.count())
+    return (rand.uniform(0, backoff_ceiling(n, initial, maximum)) for n in itertools.count())
 
 
 @dataclass
@@ -143,10 +134,7 @@ class Lost:
 
 def ws_url(base_url: str) -> str:
     """``http(s)://`` base URLs name the same server over ``ws(s)://``."""
-    for http, ws in (("http://", "ws://"), ("https://", "wss://")):
-        if base_url.startswith(http):
-            return ws + base_url[len(http) :]
-    return base_url
+    return re.sub(r"^http(s?)://", r"ws\1://", base_url)
 
 
 def _refused(exc: Exception) -> bool:
@@ -210,7 +198,7 @@ class Connection:
                 ping_timeout=policy.ping_timeout,
                 open_timeout=policy.connect_timeout,
             )
-        connecting = websockets.connect(
+        return await websockets.connect(  # open_timeout bounds DNS, TCP and the handshake together
             self.url,
             additional_headers=self.headers,
             max_size=MAX_FRAME_BYTES,
@@ -218,7 +206,6 @@ class Connection:
             compression=None,
             **timeouts,
         )
-        return await asyncio.wait_for(connecting, None if policy is None else policy.connect_timeout + 1)
 
     async def open(self, reconnecting: bool = False) -> ClientConnection:
         """A new socket, retried with backoff under the policy (one attempt without one)."""
@@ -254,10 +241,8 @@ class Connection:
             return ws
 
     async def send(self, frame: str | Callable[[], str | None]) -> bool:
-        """Send a frame (or build it under the lock, so a resume cannot overtake it).
-
-        False when the socket is down: the reader sees the close, and the resume frames after the
-        reconnect cover what was not sent. A frame built while down is still logged by the session."""
+        """Send a frame (or build it under the lock, so a resume cannot overtake it); False when the
+        socket is down (the session still logs a frame built then: its resume frames cover it)."""
         async with self.lock:
             return await self.send_now(frame() if callable(frame) else frame)
 
@@ -342,10 +327,7 @@ ServerErrorEvent = ErrorReceived | TranscriptError
 class Client(Generic[S, E]):
     """What every client shares: the URL, one ``Connection``, ``async with``, opening a socket
     and sending the session's resume frames under the lock (a frame sent meanwhile waits for them),
-    the reader that reconnects, and ``close``.
-
-    ``wss://``/``https://`` URLs verify the server against the system trust store (or
-    ``cafile``; ``ssl`` takes a ready context)."""
+    the reader that reconnects, and ``close``."""
 
     protocol: S
     close_ends = True
@@ -386,8 +368,7 @@ class Client(Generic[S, E]):
         return self.protocol.resume()
 
     async def _send(self, frame: str | Callable[[], str | None]) -> None:
-        """Frames that log text are built under the connection's lock, so a resume cannot send
-        that text as well."""
+        """``Connection.send``, but "not connected" when there is no socket and no policy."""
         if self.link.ws is None and self.link.policy is None:
             raise ConnectionClosedError("not connected")
         await self.link.send(frame)

@@ -1,11 +1,10 @@
 """``RealtimeTranscriber``: an asyncio client for the realtime speech-to-text WebSocket.
 
 Send PCM from a file, a microphone or any async iterator; read events as an async iterator;
-``commit()`` for manual commits. It records, for each committed segment, the time from the end
-of speech to the committed text, and the cadence of partial transcripts. Frames are built and
-parsed by ``protocol.stt_client.STTClientSession``; with ``reconnect=`` a lost socket is replaced
-and the audio since the last committed transcript is sent again, so no speech is lost and no
-committed text repeats.
+``commit()`` for manual commits; ``latency`` times each commit and the partials. Frames are built
+and parsed by ``protocol.stt_client.STTClientSession``; with ``reconnect=`` a lost socket is
+replaced and the audio since the last committed transcript is sent again, so no speech is lost
+and no committed text repeats.
 
 One task reads the socket: ``connect()`` starts it, and it owns every ``recv`` (websockets
 allows one reader at a time). ``events()`` and ``finish()`` only wait on what it found, so audio
@@ -99,8 +98,7 @@ class RealtimeTranscriber(Client[STTClientSession, TranscriptEvent]):
     only ``commit()`` commits (and the server on its own after 90 s of uncommitted audio).
 
     End with ``finish()``: it commits what is left and returns once the server has answered that
-    commit, so nothing sent is lost. ``wss://`` honours ``SSL_CERT_FILE``, as every client does.
-    """
+    commit, so nothing sent is lost."""
 
     def __init__(
         self,
@@ -232,10 +230,8 @@ class RealtimeTranscriber(Client[STTClientSession, TranscriptEvent]):
         return None if isinstance(event, CommittedTranscript) and event.timestamped else event
 
     async def _read(self) -> None:
-        """The one reader: events onto the queue, reconnecting under the policy.
-
-        Whatever ends it (the server's close, an error, a give-up) is queued last, so
-        ``events()`` raises it in the reading task, and ``finish()`` raises it too."""
+        """The one reader: events onto the queue. Whatever ends it (the server's close, an error, a
+        give-up) is queued last, so ``events()`` raises it in the reading task, and ``finish()`` too."""
         try:
             async for event in self._events():
                 self._queue.put_nowait(event)
@@ -263,11 +259,9 @@ class RealtimeTranscriber(Client[STTClientSession, TranscriptEvent]):
         self._answers += 1
         self._uncommitted_samples = 0
         done = self._done
-        waiting = done is not None and not done.done()
-        if waiting and (
+        if (done is not None and not done.done()) and (
             self._answers >= self._target if self.manual else self._marker_sent and not event.text
         ):
-            assert done is not None
             done.set_result(event if self.manual else self._last_committed)
             self._queue.put_nowait(_END)
         elif event.text:
@@ -278,16 +272,12 @@ class RealtimeTranscriber(Client[STTClientSession, TranscriptEvent]):
         exceptions. Safe to run in its own task while another sends."""
         if self._reader is None and self.link.policy is None:
             raise ConnectionClosedError("not connected")
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                self._queue.put_nowait(_END)  # a second reader, or a later call, ends too
-                return
-            if isinstance(item, BaseException):
-                self._queue.put_nowait(_END)
-                raise item
+        while (item := await self._queue.get()) is not _END and not isinstance(item, BaseException):
             assert isinstance(item, SessionStarted | PartialTranscript | CommittedTranscript)
             yield item
+        self._queue.put_nowait(_END)  # a second reader, or a later call, ends too
+        if isinstance(item, BaseException):
+            raise item
 
     @property
     def uncommitted_s(self) -> float:

@@ -82,9 +82,8 @@ class TextToSpeechStream(Client[TTSClientSession, AudioReceived | FinalReceived]
         """Send a piece of text; ``flush`` forces generation of everything buffered.
 
         If the server already closed, nothing is said here: its error frame is still queued, and
-        iterating raises it as a typed error (more useful than "connection closed")."""
-        if not text:
-            raise ValueError("use end() to finish; empty text ends the stream")
+        iterating raises it as a typed error (more useful than "connection closed"). Empty text
+        raises ``ValueError``: it would end the stream (``end()`` does that)."""
         await self.link.send(
             lambda: self.protocol.text(text, flush=flush, try_trigger_generation=try_trigger_generation)
         )

@@ -61,16 +61,19 @@ class UpstreamRefused(Exception):
         self.message = message
 
 
+def _json_object(frame: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(frame)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def is_credential_error(frame: str | bytes) -> bool:
     """Whether an upstream frame says the credential was refused (the protocol's error frame)."""
     if not isinstance(frame, str) or len(frame) > _ERROR_FRAME_MAX or "error" not in frame:
         return False
-    try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError):
-        return False
-    if not isinstance(data, dict):
-        return False
+    data = _json_object(frame) or {}
     return data.get("error") in UPSTREAM_AUTH_ERRORS or data.get("message_type") == "auth_error"
 
 
@@ -83,11 +86,8 @@ def scrub_frame(frame: str | bytes) -> str | bytes:
     """A client frame without credential fields (JSON objects only; anything else unchanged)."""
     if isinstance(frame, bytes) or not any(f in frame for f in CLIENT_CREDENTIAL_FIELDS):
         return frame
-    try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError):
-        return frame
-    if not isinstance(data, dict):
+    data = _json_object(frame)
+    if data is None:
         return frame
     for name in CLIENT_CREDENTIAL_FIELDS:
         data.pop(name, None)
@@ -109,17 +109,7 @@ class ElevenLabsCloud:
         base_path = parts.path.rstrip("/")
         return urlunsplit((scheme, parts.netloc, base_path + path, urlencode(list(query)), ""))
 
-    def http_url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
-
-    async def relay(
-        self,
-        peer: FramePeer,
-        path: str,
-        query: Iterable[tuple[str, str]],
-        *,
-        first_frame: str | bytes | None = None,
-    ) -> None:
+    async def relay(self, peer: FramePeer, path: str, query: Iterable[tuple[str, str]]) -> None:
         """Relay one WebSocket session until either side ends; the other side is then closed with
         the same code. Raises ``UpstreamRefused`` if the cloud does not accept the connection."""
         url = self.ws_url(path, scrub_query(query))
@@ -134,15 +124,12 @@ class ElevenLabsCloud:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise UpstreamRefused(
-                status, f"The speech service refused the connection (HTTP {status})."
-            ) from None
+            message = f"The speech service refused the connection (HTTP {status})."
+            raise UpstreamRefused(status, message) from None
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             log.warning("relay: cannot reach %s: %s", self.base_url, type(exc).__name__)
             raise UpstreamRefused(0, "The speech service cannot be reached; try again shortly.") from None
         async with upstream:
-            if first_frame is not None:
-                await upstream.send(scrub_frame(first_frame))
             await _pipe(peer, upstream)
 
     async def http_stream(
@@ -156,7 +143,7 @@ class ElevenLabsCloud:
         try:
             request = client.build_request(
                 "POST",
-                self.http_url(path),
+                self.base_url.rstrip("/") + path,
                 params=urlencode(scrub_query(query)),
                 content=body,
                 headers={"xi-api-key": self.api_key, "content-type": content_type},
@@ -175,19 +162,13 @@ class ElevenLabsCloud:
                 await response.aclose()
                 await client.aclose()
 
-        return (
-            response.status_code,
-            response.headers.get("content-type", "application/octet-stream"),
-            chunks(),
-        )
+        media_type = response.headers.get("content-type", "application/octet-stream")
+        return response.status_code, media_type, chunks()
 
 
 async def _pipe(peer: FramePeer, upstream: Any) -> None:
     async def client_to_upstream() -> None:
-        while True:
-            frame = await peer.receive()
-            if frame is None:
-                return
+        while (frame := await peer.receive()) is not None:
             await upstream.send(scrub_frame(frame))
 
     async def upstream_to_client() -> None:
@@ -217,14 +198,3 @@ async def _pipe(peer: FramePeer, upstream: Any) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "ElevenLabsCloud",
-    "FramePeer",
-    "UpstreamRefused",
-    "is_credential_error",
-    "scrub_frame",
-    "scrub_query",
-]

@@ -58,9 +58,8 @@ class _Context:
 class MultiClientSession:
     """The client side of one ``multi-stream-input`` socket (and the sockets that resume it)."""
 
-    def __init__(self, prefix: str = "ctx-") -> None:
+    def __init__(self) -> None:
         self._ids = itertools.count(1)
-        self._prefix = prefix
         self._contexts: dict[str, _Context] = {}
         self.current: str | None = None
         self.open_contexts: set[str] = set()
@@ -74,7 +73,7 @@ class MultiClientSession:
         self, text: str = INIT_TEXT, *, flush: bool = False, voice_settings: dict[str, Any] | None = None
     ) -> tuple[str, str]:
         """A new context (it becomes the current one) with optional first text: (id, frame)."""
-        cid = f"{self._prefix}{next(self._ids)}"
+        cid = f"ctx-{next(self._ids)}"
         self._contexts[cid] = _Context(voice_settings)
         self.open_contexts.add(cid)
         self.current = cid

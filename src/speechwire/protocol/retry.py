@@ -1,31 +1,10 @@
 """Whether a lost connection is worth a new one: one pure function of (close code, error type);
 and how long to wait before the next attempt.
 
-The table and the backoff constants are data, shared with the browser (``web/wire.js`` holds the
-same JSON, and ``tests/test_wire_constants.py`` keeps them equal). An error type the table names decides;
-otherwise the close code does; a code the table does not name is retried (a network fault).
-
-Errors (each a type our server sends; the reason for its decision):
-- ``internal_error`` retry: a fault of the server, not of the request; the next session may work.
-- ``transcriber_error`` retry: the recogniser failed on the server; the request was fine.
-- ``upstream_error`` retry: the cloud behind a relay failed; the request was fine.
-- ``resource_exhausted`` retry: the server is at its session limit; the backoff waits for a slot.
-- ``rate_limited`` retry: the key's budget refills; the backoff waits for it.
-- ``service_unavailable`` retry: a relay could not reach the cloud; it may be back soon.
-- ``queue_overflow`` retry: the reader fell behind; a new session resumes from what was voiced.
-- ``session_time_limit_exceeded`` retry: sessions are capped in length, not in number; the next
-  session carries on from the resume point.
-- ``input_timeout_exceeded`` fail: the client went quiet; a new session would idle out the same
-  way (clients send keep-alives to avoid it).
-- Anything else the server sends on 1008 (``invalid_api_key``, ``voice_not_found``,
-  ``input_error``…) fails through its close code: repeating the request repeats the error.
-
-Close codes (when no error type decides):
-- 1000 retry: a normal close before the stream's end (a server restarting cleanly).
-- 1001 retry: the server is going away (SIGTERM drain); another replica or the restart serves.
-- 1006 retry: no close frame — a cut connection, the fault reconnection exists for.
-- 1011, 1012, 1013 retry: server error, restart, try again later — none is the request's fault.
-- 1003, 1007, 1008, 1009 fail: a protocol or policy violation; the same frames would fail again.
+The tables and the backoff constants are data, shared with the browser (``web/wire.js`` holds the
+same JSON, and ``tests/test_wire_constants.py`` keeps them equal). An error type the table names
+decides; otherwise the close code does; a code the table does not name is retried (a network
+fault). Each row's reason stands beside it.
 """
 
 from __future__ import annotations
@@ -33,31 +12,33 @@ from __future__ import annotations
 import enum
 
 RETRY_ERRORS: dict[str, bool] = {
-    "internal_error": True,
-    "transcriber_error": True,
-    "upstream_error": True,
-    "resource_exhausted": True,
-    "rate_limited": True,
-    "service_unavailable": True,
-    "queue_overflow": True,
-    "session_time_limit_exceeded": True,
-    "input_timeout_exceeded": False,
+    "internal_error": True,  # a fault of the server, not of the request; the next session may work
+    "transcriber_error": True,  # the recogniser failed on the server; the request was fine
+    "upstream_error": True,  # the cloud behind a relay failed; the request was fine
+    "resource_exhausted": True,  # the server is at its session limit; the backoff waits for a slot
+    "rate_limited": True,  # the key's budget refills; the backoff waits for it
+    "service_unavailable": True,  # a relay could not reach the cloud; it may be back soon
+    "queue_overflow": True,  # the reader fell behind; a new session resumes from what was voiced
+    "session_time_limit_exceeded": True,  # sessions are capped in length, not number: the next resumes
+    "input_timeout_exceeded": False,  # the client went quiet; a new session would idle out the same way
 }
-"""Error type → retry? (the docstring gives each row's reason)."""
+"""Error type → retry? (errors our server sends). Any other error, sent on 1008
+(``invalid_api_key``, ``voice_not_found``, ``input_error``…), fails through its close code:
+repeating the request repeats the error."""
 
 RETRY_CLOSE_CODES: dict[int, bool] = {
-    1000: True,
-    1001: True,
-    1006: True,
-    1011: True,
+    1000: True,  # a normal close before the stream's end (a server restarting cleanly)
+    1001: True,  # the server is going away (SIGTERM drain); another replica or the restart serves
+    1006: True,  # no close frame: a cut connection, the fault reconnection exists for
+    1011: True,  # 1011-1013: server error, restart, try again later; none is the request's fault
     1012: True,
     1013: True,
-    1003: False,
+    1003: False,  # 1003, 1007-1009: a protocol or policy violation; the same frames would fail again
     1007: False,
     1008: False,
     1009: False,
 }
-"""Close code → retry? (the docstring gives each row's reason); codes not named are retried."""
+"""Close code → retry? (when no error type decides); codes not named are retried."""
 
 
 BACKOFF_INITIAL_S = 0.2
@@ -68,16 +49,13 @@ BACKOFF_FACTOR = 2.0
 
 
 def backoff_ceiling(
-    attempt: int,
-    initial: float = BACKOFF_INITIAL_S,
-    maximum: float = BACKOFF_MAX_S,
-    factor: float = BACKOFF_FACTOR,
+    attempt: int, initial: float = BACKOFF_INITIAL_S, maximum: float = BACKOFF_MAX_S
 ) -> float:
-    """The largest delay before retry ``attempt`` (0 for the first): ``factor`` times larger each
-    attempt, capped at ``maximum``."""
+    """The largest delay before retry ``attempt`` (0 for the first): ``BACKOFF_FACTOR`` times
+    larger each attempt, capped at ``maximum``."""
     ceiling = initial
     for _ in range(attempt):
-        ceiling = min(maximum, ceiling * factor)
+        ceiling = min(maximum, ceiling * BACKOFF_FACTOR)
     return ceiling
 
 

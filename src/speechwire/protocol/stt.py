@@ -53,13 +53,15 @@ _REPEATABLE = ("keyterms", "secondary_languages", "entity_detection", "entity_re
 NEUTRAL_LOGPROB = 0.0
 """``logprob`` of a word whose engine reports no confidence (Moonshine): log(1), i.e. "no
 information". Upstream's types make ``logprob`` a required number, so it is never left out."""
-_RANGES: dict[str, tuple[float, float, float]] = {
-    # name: (min, max, default)
-    "vad_silence_threshold_secs": (0.3, 3.0, 1.5),
-    "vad_threshold": (0.1, 0.9, 0.4),
-    "min_speech_duration_ms": (50, 2000, 100),
-    "min_silence_duration_ms": (50, 2000, 100),
+_RANGES: dict[str, tuple[float, float]] = {
+    "vad_silence_threshold_secs": (0.3, 3.0),
+    "vad_threshold": (0.1, 0.9),
+    "min_speech_duration_ms": (50, 2000),
+    "min_silence_duration_ms": (50, 2000),
 }
+_KNOWN = {"model_id", "audio_format", "language_code", "commit_strategy"}.union(
+    _RANGES, _FLAGS, _REPEATABLE, _ACCEPTED_AND_IGNORED
+)
 
 
 def stt_error(kind: str, message: str) -> ProtocolError:
@@ -113,16 +115,14 @@ class RealtimeParams:
         for name, value in items:
             if name in _REPEATABLE:
                 values.setdefault(name, []).append(value)
-            elif not _known(name):
-                if name not in ignored:
-                    ignored.append(name)
+            elif name not in _KNOWN:
+                ignored.append(name)
             elif name in values:
                 raise stt_error(INVALID_REQUEST, f"query parameter {name!r} given twice")
             else:
                 values[name] = value
         kwargs: dict[str, Any] = {}
-        for name in list(values):
-            value = values.pop(name)
+        for name, value in values.items():  # not acted on: the other repeatable ones, _ACCEPTED_AND_IGNORED
             if name == "model_id":
                 kwargs["model_id"] = value
             elif name == "audio_format":
@@ -137,7 +137,7 @@ class RealtimeParams:
                     raise stt_error(INVALID_REQUEST, f"commit_strategy must be manual or vad, got {value!r}")
                 kwargs["commit_strategy"] = value
             elif name in _RANGES:
-                lo, hi, _ = _RANGES[name]
+                lo, hi = _RANGES[name]
                 try:
                     number = float(value)
                 except ValueError:
@@ -151,9 +151,7 @@ class RealtimeParams:
                 if len(value) > 50 or any(len(k) > 20 for k in value):
                     raise stt_error(INVALID_REQUEST, "keyterms: at most 50 terms of at most 20 characters")
                 kwargs["keyterms"] = tuple(value)
-            else:  # the other repeatable ones and _ACCEPTED_AND_IGNORED
-                continue
-        return RealtimeParams(**kwargs, ignored=tuple(ignored))
+        return RealtimeParams(**kwargs, ignored=tuple(dict.fromkeys(ignored)))
 
     def config_json(self) -> dict[str, Any]:
         return {
@@ -178,16 +176,6 @@ class RealtimeParams:
         }
 
 
-def _known(name: str) -> bool:
-    return (
-        name in ("model_id", "audio_format", "language_code", "commit_strategy")
-        or name in _RANGES
-        or name in _FLAGS
-        or name in _REPEATABLE
-        or name in _ACCEPTED_AND_IGNORED
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class AudioIn:
     """Decoded mono int16 PCM at the session's input sample rate."""
@@ -206,10 +194,8 @@ class EncodedAudioIn:
 
 @dataclass(frozen=True, slots=True)
 class CommitRequested:
-    """The client asked to commit what it has sent (manual commit).
-
-    ``nothing_pending``: no audio arrived since the last commit (the SDKs' ``commit()`` after a
-    VAD commit, a double-tapped push-to-talk). Not an error: the server answers with an empty
+    """The client asked to commit what it has sent (manual commit). ``nothing_pending``: no audio
+    arrived since the last commit (not an error: see the module docstring): the server answers with an empty
     ``committed_transcript``, so a client that waits for the commit's answer is released."""
 
     nothing_pending: bool = False
@@ -337,11 +323,9 @@ class STTServerSession:
         if raw and self.params.audio_format.codec == "webm":
             self.uncommitted_samples += 1  # unknown until decoded; anything counts for commit
             events.append(EncodedAudioIn(raw, previous_text))
-            self.chunks_received += 1
         elif raw:
             events.append(AudioIn(self._decode(raw), previous_text))
-            self.chunks_received += 1
-        elif previous_text is not None:
+        if raw or previous_text is not None:
             self.chunks_received += 1
         if commit:
             events.append(self._commit())
@@ -400,28 +384,17 @@ def committed_with_timestamps(
     if words is None:
         return message
     items: list[dict[str, Any]] = []
+
+    def item(text: str, start: float, end: float, kind: str, logprob: float | None) -> None:
+        logprob = round(NEUTRAL_LOGPROB if logprob is None else logprob, 4)
+        items.append(
+            {"text": text, "start": round(start, 3), "end": round(end, 3), "type": kind, "logprob": logprob}
+        )
+
     for i, word in enumerate(words):
-        token, start, end = word[0], word[1], word[2]
-        logprob = word[3] if len(word) == 4 else None
         if i:
             prev_end = words[i - 1][2]
-            items.append(
-                {
-                    "text": " ",
-                    "start": round(prev_end, 3),
-                    "end": round(max(prev_end, start), 3),
-                    "type": "spacing",
-                    "logprob": NEUTRAL_LOGPROB,
-                }
-            )
-        items.append(
-            {
-                "text": token,
-                "start": round(start, 3),
-                "end": round(end, 3),
-                "type": "word",
-                "logprob": round(NEUTRAL_LOGPROB if logprob is None else logprob, 4),
-            }
-        )
+            item(" ", prev_end, max(prev_end, word[1]), "spacing", NEUTRAL_LOGPROB)
+        item(word[0], word[1], word[2], "word", word[3] if len(word) == 4 else None)
     message["words"] = items
     return message

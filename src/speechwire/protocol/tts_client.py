@@ -6,11 +6,8 @@ counts from alignment which characters were voiced, and after a reconnect says w
 resume the stream (the unvoiced rest, in order). The caller owns the socket and the clock.
 
 Policies, each with its reason:
-- Voiced characters: each *non-space* character of ``alignment`` (else ``normalizedAlignment``)
-  voices the next non-space character sent, and its whitespace only the whitespace sent
-  (``advance_voiced``): our server's alignment concatenates to exactly the text sent, so this is
-  exact here, and it stays right when an upstream drops, adds or collapses whitespace in its
-  alignment. The browser's ``wire.js`` has the same function, and a test runs both on the same cases.
+- Voiced characters are counted by ``advance_voiced`` (below, with its reason); the browser's
+  ``wire.js`` has the same function, and a test runs both on the same cases.
 - Resume sends the first message again, then the unvoiced rest: the part that had been flushed
   with ``flush``, the rest without, and the end of input if it had been sent — audio lost in
   flight is synthesised again, audio received is never repeated.
@@ -91,9 +88,10 @@ def parse_server_message(frame: str | bytes) -> ServerEvent:
 def advance_voiced(sent: str, voiced: int, event: AudioReceived) -> int:
     """Where the unvoiced rest of ``sent`` starts once this chunk is voiced (``voiced`` before it).
 
-    Each non-space character of the chunk's alignment voices the next non-space character of
-    ``sent``; whitespace in the alignment consumes whitespace of ``sent`` only where ``sent`` has it.
-    """
+    Each non-space character of the chunk's alignment (else ``normalizedAlignment``) voices the
+    next non-space character of ``sent``; its whitespace consumes whitespace of ``sent`` only where
+    ``sent`` has it. Exact for our server, whose alignment concatenates to the text sent, and still
+    right when an upstream drops, adds or collapses whitespace in its alignment."""
     alignment = event.alignment or event.normalized_alignment
     if alignment is None:
         return voiced

@@ -2,15 +2,12 @@
 
 Frames go through the sans-I/O ``STTServerSession`` (validation, base64, commit rules), audio is
 resampled to 16 kHz and fed to the engine-agnostic ``StreamingRecognizer``, whose partial and
-committed transcripts are sent back. A protocol error sends ``{"message_type", "error"}`` and
-closes the socket; other sessions never notice.
-
-Tolerance, as upstream: unknown query parameters are ignored (logged once per name per process);
-a commit with nothing pending is answered with an empty ``committed_transcript`` (and its
-timestamped copy when asked), never an error — the Python SDK, ``@elevenlabs/client`` and pipecat
-all send ``commit()`` after a VAD commit, and an app that awaits the commit's transcript must not
-hang. With ``include_timestamps`` or ``include_language_detection``, every commit is followed by
-``committed_transcript_with_timestamps`` carrying ``language_code`` (words only with timestamps).
+committed transcripts are sent back. Tolerance is upstream's (``protocol/stt.py`` says why): an
+unknown query parameter is logged once per name per process; a commit with nothing pending is
+answered with an empty ``committed_transcript`` (and its timestamped copy when asked), so an app
+that awaits the commit's transcript does not hang. With ``include_timestamps`` or
+``include_language_detection``, every commit is followed by ``committed_transcript_with_timestamps``
+carrying ``language_code`` (words only with timestamps).
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -96,11 +92,8 @@ def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
     if params.model_id.startswith("speechwire_") and name in engines:
         engine = engines[name]
     elif params.model_id in CLOUD_STT_MODELS and engines:
-        engine = (
-            next(iter(engines.values()))
-            if english
-            else engines.get("whisper_base", next(iter(engines.values())))
-        )
+        default = next(iter(engines.values()))
+        engine = default if english else engines.get("whisper_base", default)
     else:
         known = [*CLOUD_STT_MODELS, *(f"speechwire_{n}" for n in engines)]
         raise stt_error(
@@ -157,11 +150,7 @@ class _Realtime(Route[STTEvent]):
         )
         self.recognizer = StreamingRecognizer(engine, state.stt_pool, config, self._emit)
         self.arrivals = _Arrivals(self.recognizer, state)
-        self.encoded = (
-            _EncodedInput(self.recognizer, sock, self.arrivals.feed)
-            if params.audio_format.codec == "webm"
-            else None
-        )
+        self.encoded = _EncodedInput(self.arrivals, sock) if params.audio_format.codec == "webm" else None
 
     async def on_open(self) -> None:
         await self.sock.send(session_started(uuid.uuid4().hex, self.params))
@@ -235,18 +224,12 @@ class _EncodedInput:
     client's commits reach the recogniser through one queue, so a commit never overtakes audio
     sent before it."""
 
-    def __init__(
-        self,
-        recognizer: StreamingRecognizer,
-        sender: SessionSocket,
-        feed: Callable[[npt.NDArray[np.int16]], Awaitable[None]],
-    ) -> None:
+    def __init__(self, arrivals: _Arrivals, sender: SessionSocket) -> None:
         loop = asyncio.get_running_loop()
-        self.recognizer = recognizer
-        self.feed_pcm = feed
+        self.arrivals = arrivals
         self.sender = sender
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.failed: Exception | None = None
+        self.failed: ProtocolError | None = None
         self.head = b""
         """The stream's first bytes, until there are enough to check the WebM signature."""
         self.error_sent: asyncio.Task[None] | None = None
@@ -260,15 +243,12 @@ class _EncodedInput:
 
     def _fail(self, exc: Exception) -> None:
         """The stream is broken: tell the client now (it may send nothing more to hear it on)."""
-        self.failed = exc
-        self.error_sent = asyncio.create_task(self.sender.fail(self._error()))
-
-    def _error(self) -> ProtocolError:
-        return stt_error(INPUT_ERROR, f"The webm_opus stream could not be decoded: {self.failed}")
+        self.failed = stt_error(INPUT_ERROR, f"The webm_opus stream could not be decoded: {exc}")
+        self.error_sent = asyncio.create_task(self.sender.fail(self.failed))
 
     async def feed(self, data: bytes) -> None:
         if self.failed is not None:
-            raise self._error()
+            raise self.failed
         if len(self.head) < len(EBML_MAGIC):
             self.head += data[: len(EBML_MAGIC) - len(self.head)]
             if not EBML_MAGIC.startswith(self.head):
@@ -290,9 +270,9 @@ class _EncodedInput:
         while True:
             item = await self.queue.get()
             if item is _COMMIT:
-                await self.recognizer.commit()
+                await self.arrivals.recognizer.commit()
             else:
-                await self.feed_pcm(item)
+                await self.arrivals.feed(item)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.decoder.close, 1.0)
