@@ -8,7 +8,7 @@
 //   concatenates to the text sent), and right for an upstream that drops or adds whitespace;
 // - resume sends exactly the text after the voiced part, in order;
 // - retry: an error type in the table decides; otherwise the close code; unknown codes retry
-//   (a network fault). Each row's reason is in protocol/retry.py's docstring;
+//   (a network fault). Each row's reason stands beside it in protocol/retry.py;
 // - backoff: the ceiling doubles from 200 ms to 8 s and each delay is uniform in [0, ceiling]
 //   ("full jitter"), so clients cut by one fault spread out instead of returning together.
 
