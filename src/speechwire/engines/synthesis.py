@@ -13,6 +13,7 @@ parsing a ``<break>`` becomes silence.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -196,6 +197,12 @@ SEAM_TAIL_MS = 30
 SEAM_HEAD_MS = 30
 """Lead-in kept before the first loud sample of the piece after a seam: quiet onsets (s, sh, f)
 sit below the loudness floor and must not be cut."""
+INLINE_ENCODE_S = 0.5
+"""Pieces with more audio than this are encoded on a thread: encoding 9 s of audio took 7 ms
+(PCM) to 50 ms (MP3) of the event loop every session shares (issue 14: a client sending runs of
+letters, which espeak spells out, held everyone's first audio); a short first phrase stays inline,
+where a thread hand-off would cost its latency."""
+
 STARVED_MARGIN_S = 0.05
 """A listener with less audio than this queued counts as waiting: use a quick first phrase."""
 SILENCE_FLOOR_RATIO = 0.03
@@ -295,7 +302,10 @@ class SpeechPipeline:
                 deadline = max(time.monotonic(), self._play_end - 0.2)
                 job = partial(self.engine.synthesize, piece.text, self.voice.voice_id, self.options)
                 result = await self.pool.run(job, deadline, self.lane)
-            out = self._encode(result, trim_tail=piece.seamless)
+            if len(result.pcm) > result.sample_rate * INLINE_ENCODE_S:
+                out = await asyncio.to_thread(self._encode, result, piece.seamless)
+            else:
+                out = self._encode(result, trim_tail=piece.seamless)
             self._trim_next_head = piece.seamless
             if out is not None:
                 if self.on_audio is not None:

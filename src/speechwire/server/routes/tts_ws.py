@@ -63,6 +63,8 @@ log = logging.getLogger("speechwire.tts")
 
 INTERNAL = ProtocolError(TTSError.INTERNAL, "We are sorry, something went wrong.", INTERNAL_ERROR)
 CLOSE_SOCKET_WAIT_S = 60.0
+INLINE_FRAME_BYTES = 64 << 10
+"""Audio chunks larger than this (2 s of 16 kHz PCM) are base64-encoded on a thread, not the loop."""
 """``close_socket`` waits this long at most for every context's audio before closing."""
 _END = object()
 SessionT = TypeVar("SessionT", TTSServerSession, MultiStreamSession)
@@ -137,7 +139,10 @@ async def _speak(
         assert isinstance(item, Generate)
         taken(item)
         async for out in pipeline.speak(item.text):
-            await sock.send(frame(out.audio, out.alignment))
+            if len(out.audio) > INLINE_FRAME_BYTES:  # base64 of seconds of audio: off the loop
+                await sock.send(await asyncio.to_thread(frame, out.audio, out.alignment))
+            else:
+                await sock.send(frame(out.audio, out.alignment))
     tail = pipeline.finish()
     # A single-context tail without audio still carries the last characters' alignment.
     if tail is not None and (tail.audio or cid is None):
