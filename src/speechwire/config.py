@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     """Largest ``POST /v1/speech-to-text`` body (200 MiB: over an hour of 16 kHz WAV); larger
     uploads get 413 before they are read in full. Upstream takes up to 3 GB, but decodes it on
     a cluster, not on the 2 cores this server may share."""
+    max_read_bytes_per_s: int = 256 << 10
+    """How fast one WebSocket's frames are read once it has sent ``4 * max_message_bytes`` in a
+    burst (over a minute and a half of 16 kHz audio): text at LLM speed, and 48 kHz audio at
+    real time (128 KB/s in base64), are below it; a socket flooding megabytes of text cannot take
+    the event loop's time from every other session (issue 14: at 1 MiB/s a healthy session's first
+    audio during such a flood was 2-3x its idle value, at 256 KiB/s within 2x). Past it, frames are
+    only read later (TCP slows the sender); nothing is refused."""
     send_timeout_s: float = 10.0
     """A client that takes no data for this long is disconnected (its session ends)."""
     max_sessions: int = 64

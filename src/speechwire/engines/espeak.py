@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from speechwire.engines.base import Lazy, Synthesis, SynthesisOptions, VoiceInfo
+from speechwire.engines.pool import on_preempt
 from speechwire.engines.timing import align_spans
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -78,6 +79,8 @@ class _Library:
         self.rate = int(rate)
         self.samples: list[npt.NDArray[np.int16]] = []
         self.words: list[tuple[int, int, int]] = []  # (text position, length, sample offset)
+        self.stop = False
+        """Set from another thread to end the running ``espeak_Synth`` (the callback returns 1)."""
         self.callback = _CALLBACK(self._on_audio)
         lib.espeak_SetSynthCallback(self.callback)
         lib.espeak_SetVoiceByName.argtypes = [c_char_p]
@@ -95,7 +98,7 @@ class _Library:
             if event.type == _EVENT_WORD:
                 self.words.append((event.text_position, event.length, event.sample))
             i += 1
-        return 0
+        return 1 if self.stop else 0
 
 
 _LIBRARY = Lazy(_Library)
@@ -127,13 +130,16 @@ class EspeakEngine:
         data = text.encode("utf-8")
         with _LOCK:
             library = _LIBRARY.get()
-            library.samples, library.words = [], []
+            library.samples, library.words, library.stop = [], [], False
+            on_preempt(lambda: setattr(library, "stop", True))
             library.lib.espeak_SetVoiceByName(_VOICES[voice_id][0].encode())
             library.lib.espeak_SetParameter(_PARAM_RATE, round(_DEFAULT_WPM * options.speed), 0)
             buf = ctypes.create_string_buffer(data)
             library.lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            samples, words = library.samples, library.words
+            samples, words, stopped = library.samples, library.words, library.stop
             library.samples, library.words = [], []
+        if stopped:
+            raise RuntimeError("espeak-ng synthesis stopped for a more urgent job")
         pcm = np.concatenate(samples) if samples else np.zeros(0, np.int16)
         total_ms = 1000 * len(pcm) / self._rate
         spans = []

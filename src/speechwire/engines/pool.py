@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+PREEMPT_SLACK_S = 1.0
+"""A running foreground job is stopped for a new one only when its deadline is this much later."""
+
 _current = threading.local()
 _abort_lock = threading.Lock()
 
@@ -107,7 +110,7 @@ class EnginePool:
                 raise RuntimeError(f"{self.name} pool is closed")
             self._heap.append(job)
             if not job.lane.background and len(self._running) >= self.workers:
-                victim = next((r for r in self._running if r.lane.background and not r.preempted), None)
+                victim = self._victim(job)
                 if victim is not None:
                     with _abort_lock:
                         victim.preempted = True
@@ -117,6 +120,20 @@ class EnginePool:
         for stop in stops:
             stop()
         return await future
+
+    def _victim(self, job: _Job) -> _Job | None:
+        """The running job ``job`` may stop: a background one, else the one whose audio is needed
+        latest if that is ``PREEMPT_SLACK_S`` after ``job``'s (its stream has that much queued, so
+        running it again later costs it nothing audible, while a waiting first phrase would be
+        heard late by a whole job)."""
+        running = [r for r in self._running if not r.preempted]
+        background = [r for r in running if r.lane.background]
+        if background:
+            return background[0]
+        latest = max(running, key=lambda r: r.deadline, default=None)
+        if latest is not None and latest.deadline > job.deadline + PREEMPT_SLACK_S:
+            return latest
+        return None
 
     def _work(self) -> None:
         while True:

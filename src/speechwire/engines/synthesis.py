@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -166,6 +166,33 @@ def _text_runs(text: str, ssml: bool) -> list[Piece]:
     return runs
 
 
+SEGMENT_WINDOW_CHARS = 1000
+"""Text is segmented this much at a time, as synthesis reaches it: segmenting is Python work per
+word on the event loop, and a flushed 100,000-character buffer took the loop from every session
+for tens of milliseconds (issue 14)."""
+
+_WINDOW_CUTS = (
+    re.compile(r".*[.!?…][\"'”’)\]]*\s+", re.S),
+    re.compile(r".*[,;:—)]\s+", re.S),
+    re.compile(r".*\s+", re.S),
+)
+
+
+def windows(text: str, ssml: bool = False, size: int = SEGMENT_WINDOW_CHARS) -> Iterator[str]:
+    """``text`` in parts of at most ``size`` characters (longer only never: a part with no space is
+    cut at ``size``), each ending after a sentence if one ends in it, else a clause, else a word,
+    and never inside an SSML tag; the parts concatenate to ``text``."""
+    while len(text) > size:
+        head = text[:size]
+        cut = next((m.end() for p in _WINDOW_CUTS if (m := p.match(head))), size)
+        if ssml and (lt := head.rfind("<", 0, cut)) > max(head.rfind(">", 0, cut), 0):
+            cut = lt
+        yield text[:cut]
+        text = text[cut:]
+    if text:
+        yield text
+
+
 def segment(text: str, *, quick_start: bool, first_words: int = 2, ssml: bool = False) -> list[Piece]:
     """Pieces to synthesise in order. With ``quick_start`` the first piece is a short phrase;
     with ``ssml`` each ``<break>`` tag is a piece of its own (silence, see ``Piece.break_ms``)."""
@@ -290,12 +317,8 @@ class SpeechPipeline:
         """Audio for ``text``, piece by piece, as soon as each piece is synthesised and encoded."""
         now = time.monotonic()
         quick = self.quick_first_words > 0 and self._play_end <= now + STARVED_MARGIN_S
-        pieces = segment(text, quick_start=quick, first_words=self.quick_first_words, ssml=self.ssml)
-        if pieces and not ends_phrase(text):
-            # The schedule cut this text mid-clause: join it to what comes next without a pause.
-            pieces[-1] = replace(pieces[-1], seamless=True)
         first = True
-        for piece in pieces:
+        for piece in self._pieces(text, quick):
             if piece.break_ms is not None:
                 result = self._silence(piece.text, piece.break_ms)
             else:
@@ -312,6 +335,16 @@ class SpeechPipeline:
                     self.on_audio(out.duration_ms / 1000, time.monotonic() - now if first else None)
                 first = False
                 yield out
+
+    def _pieces(self, text: str, quick: bool) -> Iterator[Piece]:
+        """``segment`` a window at a time, when synthesis reaches it (``windows`` says why)."""
+        for window in windows(text, self.ssml):
+            pieces = segment(window, quick_start=quick, first_words=self.quick_first_words, ssml=self.ssml)
+            quick = False
+            if pieces and not ends_phrase(window):
+                # Cut mid-clause (by the schedule or a window): join what follows without a pause.
+                pieces[-1] = replace(pieces[-1], seamless=True)
+            yield from pieces
 
     def _silence(self, tag: str, ms: int) -> Synthesis:
         """An SSML break: ``ms`` of silence; the tag's characters take no time until the last,

@@ -248,6 +248,10 @@ def uvicorn_config(
         ws_max_size=2 * settings.max_message_bytes,
         ws_ping_interval=settings.ping_interval_s,
         ws_ping_timeout=settings.ping_timeout_s,
+        # No permessage-deflate: a 1 KB compressed frame of repeated text inflated to 100 KB, and
+        # one socket read held hundreds of them (tens of MiB per read, issue 14); compressing
+        # base64 audio costs CPU on every chunk for a quarter of its bytes. Clients need nothing.
+        ws_per_message_deflate=False,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=16 * 1024,
         proxy_headers=False,  # forwarded headers only from SPEECHWIRE_TRUSTED_PROXIES (server.app)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from starlette.websockets import WebSocketDisconnect
@@ -56,11 +57,34 @@ class Route(Generic[EventT_contra]):
 Opener = Callable[[], tuple[ServerSession[EventT], Route[EventT]]]
 
 
-async def drive(sock: SessionSocket, open_session: Opener[EventT], internal_error: ProtocolError) -> None:
+@dataclass(slots=True)
+class ReadPacer:
+    """A token bucket over the bytes one socket feeds its session: past ``burst``, frames are read
+    at ``rate`` bytes a second. Why: every session shares one event loop, and a client sending
+    megabytes a second (text it never needs voiced) would otherwise take the loop's time from the
+    others (issue 14). Not reading lets the transport's queue fill, so TCP slows the sender."""
+
+    rate: float
+    burst: float
+    tokens: float | None = None
+    at: float = 0.0
+
+    def pause_after(self, size: int, now: float) -> float:
+        """Seconds to wait before reading the next frame, after one of ``size`` bytes (a debt is
+        carried, so the wait itself pays for it)."""
+        tokens = self.burst if self.tokens is None else self.tokens + (now - self.at) * self.rate
+        self.tokens, self.at = min(self.burst, tokens) - size, now
+        return max(0.0, -self.tokens / self.rate)
+
+
+async def drive(
+    sock: SessionSocket, open_session: Opener[EventT], internal_error: ProtocolError, pacer: ReadPacer
+) -> None:
     """Run one session on ``sock`` until it ends.
 
     ``open_session`` builds the session and its handler (raising ``ProtocolError`` for a bad
-    request); ``internal_error`` is what the client is told when a handler fails unexpectedly.
+    request); ``internal_error`` is what the client is told when a handler fails unexpectedly;
+    ``pacer`` says how fast frames are read.
     """
     try:
         session, handler = open_session()
@@ -86,11 +110,15 @@ async def drive(sock: SessionSocket, open_session: Opener[EventT], internal_erro
                     return
                 text = message.get("text")
                 frame = text if text is not None else message.get("bytes") or b""
-                events = session.receive(frame, time.monotonic())
+                now = time.monotonic()
+                pause = pacer.pause_after(len(frame), now)
+                events = session.receive(frame, now)
             else:
-                events = session.expire(time.monotonic())
+                pause, events = 0.0, session.expire(time.monotonic())
             for event in events:
                 await handler.on_event(event)
+            if pause:
+                await asyncio.sleep(pause)
         if handler.task is not None:
             await handler.task
     except ProtocolError as exc:

@@ -19,7 +19,7 @@ from speechwire.server.access.tokens import TokenType
 from speechwire.server.ops.logs import SESSION_ID
 from speechwire.server.relay import relay_websocket, relays
 from speechwire.server.state import ServerState, server_state
-from speechwire.server.ws.driver import EventT, Route, drive
+from speechwire.server.ws.driver import EventT, ReadPacer, Route, drive
 from speechwire.server.ws.session_socket import SessionSocket
 
 log = logging.getLogger("speechwire.session")
@@ -89,7 +89,10 @@ async def serve_websocket(
                 if relayed:
                     await relay_websocket(ws, state, sock, stt)
                 else:
-                    await drive(sock, lambda: open_session(state, sock), internal_error)
+                    pacer = ReadPacer(
+                        state.settings.max_read_bytes_per_s, 4 * state.settings.max_message_bytes
+                    )
+                    await drive(sock, lambda: open_session(state, sock), internal_error, pacer)
         except TimeoutError:
             if not timer.expired():
                 raise
