@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -103,5 +104,63 @@ async def test_running_background_job_is_preempted_and_run_again() -> None:
         assert await pool.run(lambda: "first phrase") == "first phrase"
         assert time.monotonic() - t0 < 0.2  # did not wait for the 0.5 s job
         assert await old == "done" and runs == ["start", "start"] and pool.preemptions == 1
+    finally:
+        pool.close()
+
+
+async def test_running_job_far_ahead_of_its_deadline_is_preempted() -> None:
+    """Earliest deadline first with preemption: a job whose audio is needed seconds from now (a
+    stream with that much queued) stops for a first phrase due now; one due soon does not."""
+    pool = EnginePool(1)
+    runs: list[str] = []
+
+    def long_job(name: str) -> str:
+        stop = threading.Event()
+        on_preempt(stop.set)
+        runs.append(name)
+        if not stop.wait(0.5 if runs.count(name) == 1 else 0.0):
+            return "done"
+        raise RuntimeError("terminated")
+
+    try:
+        ahead = asyncio.ensure_future(pool.run(partial(long_job, "ahead"), time.monotonic() + 5))
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        assert await pool.run(lambda: "first phrase") == "first phrase"
+        assert time.monotonic() - t0 < 0.2  # did not wait for the job due in 5 s
+        assert await ahead == "done" and runs == ["ahead", "ahead"] and pool.preemptions == 1
+
+        due = asyncio.ensure_future(pool.run(partial(long_job, "due"), time.monotonic() + 0.3))
+        await asyncio.sleep(0.05)
+        assert await pool.run(lambda: "first phrase") == "first phrase"
+        assert await due == "done" and runs.count("due") == 1 and pool.preemptions == 1
+    finally:
+        pool.close()
+
+
+def test_espeak_stops_when_preempted() -> None:
+    """espeak-ng ends a running synthesis when its callback says so; the pool then runs it again."""
+    from speechwire.engines.base import SynthesisOptions
+    from speechwire.engines.espeak import EspeakEngine
+
+    engine = EspeakEngine()
+    engine.load()
+    pool = EnginePool(1)
+
+    async def both() -> tuple[int, str]:
+        text = "This sentence is long enough to take espeak a few milliseconds to say. " * 6
+        long = asyncio.ensure_future(
+            pool.run(lambda: engine.synthesize(text, "espeak-en", SynthesisOptions()), time.monotonic() + 5)
+        )
+        await asyncio.sleep(0.002)
+        short = await pool.run(lambda: "urgent")
+        return len((await long).pcm), short
+
+    try:
+        samples, short = asyncio.run(both())
+        text = "This sentence is long enough to take espeak a few milliseconds to say. " * 6
+        whole = len(engine.synthesize(text, "espeak-en", SynthesisOptions()).pcm)
+        # Run again in full, nothing lost (espeak's own length varies by a few hundred samples).
+        assert short == "urgent" and pool.preemptions == 1 and abs(samples - whole) < whole / 100
     finally:
         pool.close()

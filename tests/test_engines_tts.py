@@ -6,10 +6,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from speechwire.engines.base import SynthesisOptions, TTSEngine
 from speechwire.engines.espeak import EspeakEngine
 from speechwire.engines.piper import PiperEngine
+from speechwire.engines.synthesis import windows
 
 TEXT = "Turn left at the next intersection, then continue for half a mile."
 
@@ -83,3 +86,18 @@ def test_espeak_and_piper_coexist_in_one_process() -> None:
     c = piper.synthesize("Hello there.", "joe", SynthesisOptions())
     assert a.duration_ms > 300 and b.duration_ms > 300
     assert abs(a.duration_ms - c.duration_ms) < 0.2 * a.duration_ms
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=list("ab .!?,;:)—\"'\n<>"), max_size=3000),
+    size=st.integers(5, 1000),
+    ssml=st.booleans(),
+)
+def test_segment_windows_cover_the_text_exactly(text: str, size: int, ssml: bool) -> None:
+    """Synthesis segments long text a window at a time: the windows concatenate to the text,
+    none is empty or longer than the bound, and short text is one window."""
+    parts = list(windows(text, ssml, size))
+    assert "".join(parts) == text and all(0 < len(p) <= size for p in parts)
+    if len(text) <= size:
+        assert parts == ([text] if text else [])

@@ -579,3 +579,17 @@ async def test_megabyte_previous_text_is_refused(keyed: RunningServer) -> None:
         await ws.wait_closed()
     assert error["message_type"] == "input_error" and "2000" in error["error"], error
     assert ws.close_code == 1008
+
+
+def test_read_pacer_holds_a_flood_to_its_rate_after_the_burst() -> None:
+    """The driver reads a socket's frames at ``max_read_bytes_per_s`` once its burst is spent:
+    100 KB frames sent without pause are read at the rate, a slow sender never waits."""
+    from speechwire.server.ws.driver import ReadPacer
+
+    pacer, now, total = ReadPacer(256 << 10, 4 << 20), 0.0, 0
+    for _ in range(200):
+        now += pacer.pause_after(100_000, now)
+        total += 100_000
+    assert abs((total - (4 << 20)) / now - (256 << 10)) < 0.05 * (256 << 10)
+    slow = ReadPacer(256 << 10, 4 << 20)
+    assert all(slow.pause_after(32_000, t) == 0.0 for t in range(100))  # 32 KB a second
