@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from speechwire.client.multi import ContextAudio, ContextFinished, MultiContextTTS
+from speechwire.client.multi import ContextAudio, ContextFailed, ContextFinished, MultiContextTTS
 from speechwire.server.ops.runner import RunningServer
 
 LONG = (
@@ -221,3 +221,30 @@ async def test_client_with_reconnect_resumes_contexts_through_a_cut(server: Runn
         await proxy.stop()
     assert proxy.cuts == 1
     assert "".join(c.alignment.text for c in chunks if c.alignment).rstrip() == LONG.rstrip()
+
+
+async def test_client_reports_one_contexts_error_and_keeps_the_others(server: RunningServer) -> None:
+    """A context the server ends on its own error (more than ``max_buffer_chars`` unflushed) is a
+    ``ContextFailed`` then its ``ContextFinished`` for the application; the socket and the other
+    context go on and its speech arrives in full."""
+    async with MultiContextTTS(server.ws_url, "espeak-en", output_format="pcm_16000") as tts:
+        greedy = await tts.start_context()
+        await tts.send("word " * 20_001, context_id=greedy)  # 100,005 characters, never flushed
+        polite = await tts.start_context("Still here after the other one failed.", flush=True)
+        await tts.close_context(polite)
+        failed: list[ContextFailed] = []
+        finished: list[str] = []
+        voiced = ""
+        async for event in tts:
+            if isinstance(event, ContextFailed):
+                failed.append(event)
+            elif isinstance(event, ContextFinished):
+                finished.append(event.context_id)
+                if polite in finished:
+                    break
+            elif event.context_id == polite and event.alignment is not None:
+                voiced += "".join(event.alignment.chars)
+        assert [(f.context_id, f.error) for f in failed] == [(greedy, "message_too_large")]
+        assert greedy in finished and polite in finished
+        assert voiced.strip() == "Still here after the other one failed."
+        assert tts.state.value == "open"

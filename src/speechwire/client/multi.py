@@ -16,9 +16,15 @@ from typing import Any, Unpack
 
 from speechwire.client.errors import ConnectionClosedError
 from speechwire.client.reconnect import Client, ConnectionOptions
-from speechwire.protocol.multi_client import ContextAudio, ContextFinished, MultiClientSession, MultiEvent
+from speechwire.protocol.multi_client import (
+    ContextAudio,
+    ContextFailed,
+    ContextFinished,
+    MultiClientSession,
+    MultiEvent,
+)
 
-__all__ = ["ContextAudio", "ContextFinished", "MultiContextTTS", "MultiLatency"]
+__all__ = ["ContextAudio", "ContextFailed", "ContextFinished", "MultiContextTTS", "MultiLatency"]
 
 
 @dataclass
@@ -28,7 +34,7 @@ class MultiLatency:
     """Per context: first text sent → first audio."""
 
 
-class MultiContextTTS(Client[MultiClientSession, ContextAudio | ContextFinished]):
+class MultiContextTTS(Client[MultiClientSession, ContextAudio | ContextFailed | ContextFinished]):
     """Use as ``async with MultiContextTTS(url, "joe") as tts:``; iterate for audio and finals."""
 
     def __init__(
@@ -121,7 +127,7 @@ class MultiContextTTS(Client[MultiClientSession, ContextAudio | ContextFinished]
     def _receive(self, frame: str | bytes) -> MultiEvent | None:
         return self.protocol.receive(frame)
 
-    async def __aiter__(self) -> AsyncIterator[ContextAudio | ContextFinished]:
+    async def __aiter__(self) -> AsyncIterator[ContextAudio | ContextFailed | ContextFinished]:
         if self.link.ws is None:
             raise ConnectionClosedError("not connected")
         async for event in self._events():

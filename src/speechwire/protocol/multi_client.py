@@ -2,7 +2,8 @@
 
 ``MultiClientSession`` names contexts, builds their frames (text, flush, keep-alive,
 ``close_context``, ``close_socket``), and turns server frames into ``ContextAudio`` /
-``ContextFinished`` / ``ErrorReceived`` — or nothing, for audio the application must not hear.
+``ContextFailed`` / ``ContextFinished`` / ``ErrorReceived`` — or nothing, for audio the
+application must not hear.
 
 Policies, each with its reason:
 - ``close_context`` ends input, not audio: the server voices everything it was sent, then the
@@ -11,6 +12,8 @@ Policies, each with its reason:
 - A cancelled (interrupted) context's audio is dropped until its final, by id: the server sends
   it anyway, and playing a reply the user talked over is the barge-in bug.
 - Audio of a context this side never opened is dropped: it can only be a stale one's.
+- An error frame with a ``contextId`` ends that context alone (``ContextFailed``, then its final
+  as ``ContextFinished``); the socket and the other contexts go on, and it is not resumed.
 - Resume re-opens every open or closed context under its id with its unvoiced rest (and closes
   the closed ones again); cancelled ones are forgotten, since a new socket has no audio of them.
 """
@@ -46,7 +49,16 @@ class ContextFinished:
     context_id: str
 
 
-MultiEvent = ContextAudio | ContextFinished | ErrorReceived
+@dataclass(frozen=True, slots=True)
+class ContextFailed:
+    """The server ended this context on an error of its own (``queue_overflow``, ...)."""
+
+    context_id: str
+    error: str
+    message: str
+
+
+MultiEvent = ContextAudio | ContextFailed | ContextFinished | ErrorReceived
 
 
 @dataclass
@@ -124,7 +136,15 @@ class MultiClientSession:
         """The event for the application, or None for a frame it must not see."""
         event = parse_server_message(frame)
         if isinstance(event, ErrorReceived):
-            return event
+            if event.context_id is None:
+                return event
+            cid = event.context_id
+            known = cid in self.open_contexts | self.closed_contexts
+            self.open_contexts.discard(cid)
+            self.closed_contexts.discard(cid)
+            if cid == self.current:
+                self.current = None
+            return ContextFailed(cid, event.error, event.message) if known else None
         cid = event.context_id or ""
         if isinstance(event, FinalReceived):
             self.open_contexts.discard(cid)

@@ -45,6 +45,8 @@ class ErrorReceived:
     error: str
     message: str
     code: int
+    context_id: str | None = None
+    """Set when the error ends one ``multi-stream-input`` context, not the socket."""
 
 
 ServerEvent = AudioReceived | FinalReceived | ErrorReceived
@@ -69,10 +71,12 @@ def parse_server_message(frame: str | bytes) -> ServerEvent:
     if not isinstance(data, dict):
         raise ValueError("server frame is not a JSON object")
     audio = data.get("audio")
-    if "error" in data and "message" in data and not audio:
-        return ErrorReceived(str(data["error"]), str(data["message"]), int(data.get("code", 1008)))
     cid = data.get("contextId") or data.get("context_id")
     context_id = str(cid) if cid else None
+    if "error" in data and "message" in data and not audio:
+        return ErrorReceived(
+            str(data["error"]), str(data["message"]), int(data.get("code", 1008)), context_id
+        )
     if data.get("isFinal") or data.get("is_final"):
         if audio:
             raise ValueError("final frame carries audio")
