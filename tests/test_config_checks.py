@@ -62,6 +62,19 @@ def serve(folder: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def refused_at_start(folder: Path, *args: str) -> str:
+    """``speechwire serve`` in ``folder``, which must stop at once with exit code 2: its output."""
+    proc = serve(folder, "--port", str(free_port()), *args)
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 2, output
+    return output
+
+
 @contextmanager
 def running(folder: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``speechwire serve`` in ``folder`` until it answers ``/healthz``; stopped (SIGTERM) after."""
@@ -95,14 +108,7 @@ def test_start_up_refuses_the_example_placeholder_with_what_to_put_there(
     tmp_path: Path, args: tuple[str, ...]
 ) -> None:
     (tmp_path / ".env").write_text(example_with_keys_uncommented())
-    proc = serve(tmp_path, "--port", str(free_port()), *args)
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert proc.returncode == 2, output
+    output = refused_at_start(tmp_path, *args)
     assert "placeholder" in output and EXAMPLE_API_KEY in output
     assert "secrets.token_urlsafe(32)" in output  # what to put there
     assert "Traceback" not in output
@@ -219,14 +225,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_the_form(
 def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:
     """No traceback, one line that names the variable and the form, exit code 2."""
     (tmp_path / ".env").write_text(f"SPEECHWIRE_API_KEYS={REAL_KEY}\nSPEECHWIRE_MAX_SESSIONS=lots\n")
-    proc = serve(tmp_path, "--port", str(free_port()))
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert proc.returncode == 2, output
+    output = refused_at_start(tmp_path)
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and "SPEECHWIRE_MAX_SESSIONS" in lines[0] and "a whole number" in lines[0], output
     assert "Traceback" not in output and REAL_KEY not in output

@@ -15,7 +15,7 @@ import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -39,16 +39,20 @@ def _start(**values: object) -> RunningServer:
     return start_server(Settings(tts_engines=["espeak"], stt_engines=[], **values))  # type: ignore[arg-type]
 
 
+KEYED: dict[str, Any] = {
+    "api_keys": [KEY],
+    "page_tokens": True,
+    "allowed_origins": [ORIGIN],
+    "rate_burst": 3,
+    "rate_sessions_per_minute": 6,
+}
+"""Keys, page tokens for one origin, and a small budget (bursts of 3) so limits show quickly."""
+
+
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[RunningServer]:
     """Keys, page tokens for one origin, and a small budget (bursts of 3) so limits show quickly."""
-    running = _start(
-        api_keys=[KEY],
-        page_tokens=True,
-        allowed_origins=[ORIGIN],
-        rate_burst=3,
-        rate_sessions_per_minute=6,
-    )
+    running = _start(**KEYED)
     yield running
     running.stop()
 
@@ -271,11 +275,7 @@ async def test_a_spoofed_forwarded_for_does_not_reset_the_page_token_budget(keye
 
 async def test_a_configured_proxy_is_believed() -> None:
     running = _start(
-        api_keys=[KEY],
-        page_tokens=True,
-        allowed_origins=[ORIGIN],
-        rate_burst=3,
-        rate_sessions_per_minute=6,
+        **KEYED,
         trusted_proxies=["127.0.0.1"],
     )
     try:
