@@ -26,12 +26,14 @@ import pytest
 from pydantic import SecretStr
 
 pytest.importorskip("playwright")
-from playwright.async_api import ConsoleMessage, async_playwright
+from playwright.async_api import async_playwright
 
 from speechwire.bench.browser import CHROMIUM, launch
 from speechwire.config import Settings
 from speechwire.server.ops.runner import RunningServer, start_server
 from speechwire.testing.serverprocess import free_port
+
+from .browser_support import watched_page
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sw_key_of_the_site_backend_for_the_test_0000"
@@ -107,10 +109,7 @@ async def open_and_speak(url: str) -> list[str]:
     async with async_playwright() as playwright:
         browser = await launch(playwright)
         try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if console_error(m) else None)
+            page, errors = await watched_page(browser)
             await page.goto(url)
             await page.wait_for_load_state("networkidle")
             await page.click("#speak")
@@ -138,8 +137,3 @@ def test_an_origin_the_server_does_not_list_cannot_load_the_modules(
         errors = asyncio.run(open_and_speak(url))
     assert any("CORS" in e or "Failed to fetch" in e or "import" in e.lower() for e in errors), errors
     assert audio_out_seconds(keyed_server) == before
-
-
-def console_error(message: ConsoleMessage) -> bool:
-    """An error the page logged, except the browser's own favicon request (no site has to have one)."""
-    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")

@@ -37,7 +37,7 @@ import pytest
 from speechwire.server.ops.runner import RunningServer
 
 if TYPE_CHECKING:
-    from playwright.async_api import ConsoleMessage, Page
+    from playwright.async_api import Page
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -153,13 +153,12 @@ async def run_in_chromium(code: str, server: RunningServer) -> None:
 
     from speechwire.bench.browser import launch
 
+    from .browser_support import watched_page
+
     async with async_playwright() as playwright:
         browser = await launch(playwright)
         try:
-            page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if console_error(m) else None)
+            page, errors = await watched_page(browser)
             await page.goto(f"{server.http_url}/healthz")
             await page.evaluate("document.body.replaceChildren()")
             await page.add_script_tag(content=code, type="module")
@@ -181,8 +180,3 @@ async def audio_out_seconds(page: Page, server: RunningServer) -> float:
     metrics: str = await page.evaluate(f"fetch('{server.http_url}/metrics').then((r) => r.text())")
     found = re.search(r"^speechwire_audio_out_seconds_total (\S+)$", metrics, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
-
-
-def console_error(message: ConsoleMessage) -> bool:
-    """An error the page logged, except the browser's own favicon request (no site has to have one)."""
-    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
