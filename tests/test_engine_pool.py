@@ -146,19 +146,21 @@ def test_espeak_stops_when_preempted() -> None:
     engine = EspeakEngine()
     engine.load()
     pool = EnginePool(1)
+    text = "This sentence is long enough to take espeak a few milliseconds to say. " * 30
+    started = threading.Event()
+
+    def long_job() -> int:
+        started.set()
+        return len(engine.synthesize(text, "espeak-en", SynthesisOptions()).pcm)
 
     async def both() -> tuple[int, str]:
-        text = "This sentence is long enough to take espeak a few milliseconds to say. " * 6
-        long = asyncio.ensure_future(
-            pool.run(lambda: engine.synthesize(text, "espeak-en", SynthesisOptions()), time.monotonic() + 5)
-        )
-        await asyncio.sleep(0.002)
+        long = asyncio.ensure_future(pool.run(long_job, time.monotonic() + 5))
+        await asyncio.to_thread(started.wait, 10)  # the job runs (about 0.2 s of espeak work)
         short = await pool.run(lambda: "urgent")
-        return len((await long).pcm), short
+        return await long, short
 
     try:
         samples, short = asyncio.run(both())
-        text = "This sentence is long enough to take espeak a few milliseconds to say. " * 6
         whole = len(engine.synthesize(text, "espeak-en", SynthesisOptions()).pcm)
         # Run again in full, nothing lost (espeak's own length varies by a few hundred samples).
         assert short == "urgent" and pool.preemptions == 1 and abs(samples - whole) < whole / 100
