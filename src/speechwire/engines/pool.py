@@ -150,19 +150,22 @@ class EnginePool:
             if self.on_wait is not None:
                 self.on_wait(time.monotonic() - job.queued_at)
             _current.job = job
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = job.fn()
             except BaseException as exc:  # handed to the awaiting coroutine
-                if job.preempted:
-                    self._requeue(job)
-                else:
-                    job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
-            else:
-                job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+                error = exc
             finally:
                 _current.job = None
+                # Off the running set before its caller can wake: a job submitted then must not
+                # count a finished one as preempted.
                 with self._cond:
                     self._running.discard(job)
+            if error is not None and job.preempted:
+                self._requeue(job)
+            else:
+                job.loop.call_soon_threadsafe(_settle, job.future, result, error)
 
     def _requeue(self, job: _Job) -> None:
         """A preempted job waits again, with its place (deadline, sequence) unchanged."""
