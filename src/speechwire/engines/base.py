@@ -104,6 +104,8 @@ class STTEngine(Protocol):
     """
 
     name: str
+    languages: frozenset[str]
+    """The ISO 639-1 codes it hears: routing sends a session only to an engine that hears it."""
 
     def load(self) -> None: ...
 

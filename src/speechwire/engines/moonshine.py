@@ -33,6 +33,7 @@ class MoonshineEngine:
     """
 
     name = "moonshine"
+    languages = frozenset({"en"})
 
     def __init__(self, model_path: str | Path | None = None, instances: int = 1) -> None:
         self._free = Lazy(lambda: _open(str(model_path or default_model_path()), instances))

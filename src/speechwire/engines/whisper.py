@@ -91,6 +91,7 @@ class WhisperEngine:
     ) -> None:
         self.multilingual = multilingual
         """Whisper base (any language, auto-detected when none is given) instead of tiny.en."""
+        self.languages = _whisper_languages() if multilingual else frozenset({"en"})
         self.beam_size = beam_size
         path = Path(model_path) if model_path is not None else None
         self._loaded = Lazy(lambda: _open(path, multilingual, cpu_threads))
@@ -140,6 +141,13 @@ class WhisperEngine:
 
     transcribe = recognize
     """The name the intelligibility checks call (``whisper.transcribe(pcm).text``)."""
+
+
+def _whisper_languages() -> frozenset[str]:
+    """Every language code the multilingual Whisper models hear (99, as faster-whisper lists)."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)
 
 
 def _open(path: Path | None, multilingual: bool, cpu_threads: int) -> Any:
