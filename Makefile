@@ -33,11 +33,15 @@ run: $(VENV)/.installed
 
 # Dead code by vulture at 60 %: that level sees unused functions, methods and attributes, not
 # only imports; vulture_whitelist.py names what only a framework or library uses, and who.
+# The image's Dockerfile by hadolint, and the Kubernetes manifests against the 1.33 schemas
+# (kubernetes-validate ships them: both run offline).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
 	$(BIN)/vulture src tests vulture_whitelist.py --min-confidence 60
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/kubernetes-validate --kubernetes-version 1.33.0 --strict --quiet deploy/k8s/*.yaml deploy/k8s/optional/*.yaml
 
 # The browser tests drive Debian's Chromium (Playwright's own download cannot work here).
 chromium:
