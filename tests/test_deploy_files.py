@@ -426,6 +426,19 @@ def test_the_image_command_refuses_to_start_without_keys(image: Image) -> None:
     assert "SPEECHWIRE_API_KEYS" in done.stderr
 
 
+def test_the_build_step_leaves_the_model_readable_by_the_images_user(image: Image) -> None:
+    """The build runs as root and the assembly writes through ``mkstemp`` (mode 0600): without
+    the step's ``chmod`` the server's user could not open the model (this machine runs as root,
+    so the server here would read it anyway: the bits are checked instead)."""
+    import stat
+
+    assert (image.cache / "whisper-base" / "model.bin").stat().st_size > 100 << 20
+    for path in [image.cache, *image.cache.rglob("*")]:
+        mode = path.stat().st_mode
+        assert mode & stat.S_IROTH, f"{path} is not readable by others"
+        assert not path.is_dir() or mode & stat.S_IXOTH, f"{path} cannot be entered by others"
+
+
 def test_the_image_command_serves_and_its_healthcheck_passes(image: Image) -> None:
     serve(image)
     response = httpx.get(f"http://127.0.0.1:{image.port}/healthz", timeout=5)
