@@ -10,9 +10,9 @@
 
 FROM python:3.11-slim-bookworm AS build
 
+# pip compiles the bytecode here, so the read-only image starts without compiling.
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
