@@ -370,3 +370,26 @@ async def test_the_page_runs_under_its_policy_in_chromium(tmp_path: Path) -> Non
         running.stop()
     assert heard.strip(), "nothing was transcribed"
     assert violations == [] and errors == [] and page_errors == [], (violations, errors, page_errors)
+
+
+def test_local_engines_write_no_telemetry(tmp_path: Path) -> None:
+    """onnxruntime's telemetry (a device id and an event store under ~/.cache, with upload code)
+    stays off when the engines run: Piper and Silero VAD load and run in a fresh process whose
+    home is empty, and nothing appears in it. Fails without ``ORT_DISABLE_TELEMETRY``."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from speechwire.engines.base import SynthesisOptions\n"
+        "from speechwire.engines.piper import PiperEngine\n"
+        "from speechwire.engines.vad import SileroVAD\n"
+        "e = PiperEngine(); e.load()\n"
+        "e.synthesize('hello there', e.voices()[0].voice_id, SynthesisOptions())\n"
+        "SileroVAD().probabilities(np.zeros(16000, np.int16))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -10,3 +10,9 @@ finalisation, decode scheduling).
 Imports only ``audio``. Knows nothing of the wire protocol's messages, the server, the client,
 FastAPI or Prometheus (the pool reports waits through a callback).
 """
+
+import os
+
+# onnxruntime (Piper, Silero VAD) otherwise starts Microsoft's telemetry, which writes a device id
+# and an event database under ~/.cache and carries upload code: a local engine sends nothing.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
