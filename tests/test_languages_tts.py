@@ -33,41 +33,10 @@ GERMAN = "Er wurde 1995 geboren und ist 27 Jahre alt."  # German 5.3 s, English 
 RUSSIAN = "Привет, как дела? До свидания."  # Russian 2.1 s, English 5.4 s
 CHINESE = "你好，今天天气很好。"  # Mandarin 2.5 s, English 5.5 s
 RATE = 22050  # espeak-ng's rate: pcm_22050 is its audio unresampled
-# Flash v2.5's 32 languages upstream
-FLASH_LANGUAGES = (
-    "en",
-    "ja",
-    "zh",
-    "de",
-    "hi",
-    "fr",
-    "ko",
-    "pt",
-    "it",
-    "es",
-    "id",
-    "nl",
-    "tr",
-    "fil",
-    "pl",
-    "sv",
-    "bg",
-    "ro",
-    "ar",
-    "cs",
-    "el",
-    "fi",
-    "hr",
-    "ms",
-    "sk",
-    "da",
-    "ta",
-    "uk",
-    "ru",
-    "hu",
-    "no",
-    "vi",
+FLASH_CODES = (
+    "en ja zh de hi fr ko pt it es id nl tr fil pl sv bg ro ar cs el fi hr ms sk da ta uk ru hu no vi"
 )
+FLASH_LANGUAGES = FLASH_CODES.split()  # Flash v2.5's 32 languages upstream
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +51,12 @@ def seconds_of(engine: EspeakEngine, text: str, voice: str) -> float:
 
 
 def assert_spoken_by(espeak: EspeakEngine, pcm: bytes, text: str, voice: str, others: list[str]) -> None:
-    """The audio has about the length of ``voice`` saying ``text`` (within 25 %: the server
+    """The audio has about the length of ``voice`` saying ``text`` (within 30 %: the server
     splits the text at sentences and first words, and joins the pieces without espeak's pauses),
     and is at least twice as close to it as to any of ``others``."""
     heard = len(pcm) / 2 / RATE
     expected = seconds_of(espeak, text, voice)
-    assert abs(heard - expected) <= 0.25 * expected, (heard, voice, expected)
+    assert abs(heard - expected) <= 0.3 * expected, (heard, voice, expected)
     for other in others:
         wrong = seconds_of(espeak, text, other)
         assert 2 * abs(heard - expected) < abs(heard - wrong), (heard, voice, expected, other, wrong)
