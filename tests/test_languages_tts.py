@@ -5,8 +5,10 @@ Which voice spoke is judged by the audio itself: espeak-ng voices of different l
 very different times to say the same text (French says "Les oiseaux chantent dans le jardin." in
 1.4 s, English espeak in 2.1 s, German in 2.3 s; English spells Cyrillic or Chinese out, 2-3 times
 longer), so the audio's length, against the engine's own synthesis of the text with each voice,
-tells them apart. The multilingual Whisper engine is no judge of it: it transcribed espeak's
-English reading of a French sentence better than espeak's French one (base model, robotic voice).
+tells them apart. Spanish, where lengths do not differ enough, is judged by the multilingual
+Whisper engine (base): it identifies espeak's Spanish as Spanish (p 0.93) and its English reading
+of the same text as English, and transcribes them at 10 % and 80 % WER. Whisper is no judge of
+French: it transcribed espeak's English reading of a French sentence better than the French one.
 Every speech here is synthetic (espeak-ng).
 """
 
@@ -19,10 +21,12 @@ import threading
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import websockets
 from elevenlabs.client import ElevenLabs
 
+from speechwire.bench.wer import corpus_wer
 from speechwire.engines.base import SynthesisOptions
 from speechwire.engines.espeak import _VOICES, EspeakEngine
 from speechwire.server.ops.runner import RunningServer
@@ -32,6 +36,7 @@ FRENCH = "Les oiseaux chantent dans le jardin."
 GERMAN = "Er wurde 1995 geboren und ist 27 Jahre alt."  # German 5.3 s, English 4.2 s
 RUSSIAN = "Привет, как дела? До свидания."  # Russian 2.1 s, English 5.4 s
 CHINESE = "你好，今天天气很好。"  # Mandarin 2.5 s, English 5.5 s
+SPANISH = "Buenos días, quiero reservar una mesa para dos personas."
 RATE = 22050  # espeak-ng's rate: pcm_22050 is its audio unresampled
 FLASH_CODES = (
     "en ja zh de hi fr ko pt it es id nl tr fil pl sv bg ro ar cs el fi hr ms sk da ta uk ru hu no vi"
@@ -153,6 +158,27 @@ async def test_stream_input_language_code_speaks_french(server: RunningServer, e
     audio, chars = audio_and_chars(messages)
     assert chars == FRENCH + " "
     assert_spoken_by(espeak, audio, FRENCH, "espeak-fr", ["espeak-en", "espeak-de"])
+
+
+@pytest.fixture(scope="module")
+def multilingual_whisper() -> Any:
+    from speechwire.engines.whisper import WhisperEngine
+
+    engine = WhisperEngine(multilingual=True)
+    engine.load()
+    return engine
+
+
+async def test_spanish_is_heard_as_spanish(server: RunningServer, multilingual_whisper: Any) -> None:
+    url = stream_url(server, "joe", model_id="eleven_flash_v2_5", language_code="es")
+    url = url.replace("pcm_22050", "pcm_16000")
+    messages, code = await session(url, [{"text": " "}, {"text": SPANISH + " ", "flush": True}, {"text": ""}])
+    assert code == 1000
+    pcm = np.frombuffer(audio_and_chars(messages)[0], np.int16)
+    language, probability = multilingual_whisper.detect_language(pcm)
+    assert language == "es", (language, probability)
+    heard = multilingual_whisper.recognize(pcm, language="es").text
+    assert corpus_wer([(SPANISH, heard)]).rate <= 0.35, heard
 
 
 async def test_without_language_code_the_voice_is_kept(server: RunningServer, espeak: EspeakEngine) -> None:
