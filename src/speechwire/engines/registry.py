@@ -104,6 +104,7 @@ class EngineRegistry:
             **(aliases or {}),
         }
         self.unknown_voice = unknown_voice if unknown_voice in self._voices else None
+        self._models: list[ModelInfo] | None = None
 
     def lookup(self, voice_id: str) -> VoiceInfo | None:
         """The local voice an id (a voice, an alias or a premade id) speaks with, if any."""
@@ -118,6 +119,12 @@ class EngineRegistry:
         return [v for _, v in self._voices.values()]
 
     def models(self) -> list[ModelInfo]:
+        """Every model id, with the languages it speaks here (built once: the voices are fixed)."""
+        if self._models is None:
+            self._models = self._build_models()
+        return list(self._models)
+
+    def _build_models(self) -> list[ModelInfo]:
         models = [
             ModelInfo(
                 mid,

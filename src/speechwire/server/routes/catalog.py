@@ -58,24 +58,31 @@ def _voice(
     }
 
 
-def _verified(v: VoiceInfo, models: list[ModelInfo]) -> list[dict[str, str]]:
+Speakers = list[tuple[ModelInfo, frozenset[str]]]
+"""Each model with the language codes it speaks here, built once per catalogue request."""
+
+
+def _speakers(models: list[ModelInfo]) -> Speakers:
+    return [(m, frozenset(code for code, _ in m.languages)) for m in models]
+
+
+def _verified(v: VoiceInfo, speakers: Speakers) -> list[dict[str, str]]:
     """Upstream's ``verified_languages``: one entry per model id that speaks the voice's language
-    here (``locale`` is the voice's BCP-47 tag)."""
+    with this voice here (``locale`` is the voice's BCP-47 tag)."""
     accent = v.labels.get("accent", "standard")
     return [
         {"language": v.language_code, "model_id": m.model_id, "accent": accent, "locale": v.language}
-        for m in models
-        if any(code == v.language_code for code, _ in m.languages)
-        and (m.engine is None or m.engine == v.engine)
+        for m, codes in speakers
+        if (m.engine is None or m.engine == v.engine) and v.language_code in codes
     ]
 
 
-def _local_voice(v: VoiceInfo, models: list[ModelInfo]) -> dict[str, Any]:
+def _local_voice(v: VoiceInfo, models: Speakers) -> dict[str, Any]:
     labels = {**v.labels, "language": v.language, "engine": v.engine}
     return _voice(v.voice_id, v.name, v.description, labels, False, _verified(v, models))
 
 
-def _premade_voice(p: PremadeVoice, local: VoiceInfo, models: list[ModelInfo]) -> dict[str, Any]:
+def _premade_voice(p: PremadeVoice, local: VoiceInfo, models: Speakers) -> dict[str, Any]:
     description = (
         f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
         f"voice {local.voice_id!r} ({local.name})."
@@ -93,7 +100,7 @@ def _premade_voice(p: PremadeVoice, local: VoiceInfo, models: list[ModelInfo]) -
 def catalogue(request: Request) -> list[dict[str, Any]]:
     """Local voices first, then the premade ones in upstream's order."""
     registry = server_state(request.app).registry
-    models = registry.models()
+    models = _speakers(registry.models())
     return [_local_voice(v, models) for v in registry.voices()] + [
         _premade_voice(p, local, models) for p, local in registry.premade()
     ]
@@ -104,7 +111,7 @@ def _find(request: Request, voice_id: str) -> dict[str, Any] | None:
     registry = server_state(request.app).registry
     if found is not None or (local := registry.lookup(voice_id)) is None:
         return found
-    alias = _local_voice(local, registry.models())
+    alias = _local_voice(local, _speakers(registry.models()))
     return {**alias, "voice_id": voice_id, "name": f"{local.name} (alias)"}
 
 
