@@ -41,8 +41,9 @@ ENGLISH_ONLY_MODELS = frozenset({"eleven_monolingual_v1", "eleven_flash_v2", "el
 """Cloud ids of English-only models: a ``language_code`` other than English is refused with them,
 as upstream refuses a language a model does not speak (rather than speaking it in English)."""
 
-LANGUAGE_ALIASES = {"nb": "no", "iw": "he", "in": "id", "ji": "yi", "cmn": "zh"}
-"""Codes that name the same language as the code the voices use (Bokmål is Norwegian here)."""
+LANGUAGE_ALIASES = {"nb": "no", "iw": "he", "in": "id", "cmn": "zh"}
+"""Codes that name the language of another code the voices use: Bokmål is Norwegian here, and
+Hebrew and Indonesian keep their old codes, Mandarin its ISO 639-3 one."""
 
 _LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
 
