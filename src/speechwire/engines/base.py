@@ -24,9 +24,22 @@ class VoiceInfo:
     name: str
     engine: str
     language: str
+    """A BCP-47 tag (``en-US``, ``fr-FR``, ``zh``)."""
     sample_rate: int
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    language_name: str = ""
+    """The language in English (``French``), for ``GET /v1/models``; empty: not known."""
+
+    @property
+    def language_code(self) -> str:
+        """The tag's language subtag, lowercased (``fr``): what a ``language_code`` matches."""
+        return primary_language(self.language)
+
+
+def primary_language(tag: str) -> str:
+    """The language subtag of a BCP-47 tag or ISO 639 code, lowercased: ``pt-BR`` -> ``pt``."""
+    return tag.strip().replace("_", "-").split("-")[0].lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ class PiperEngine:
         self._loaded = {vid: Lazy(partial(_load_voice, spec, threads)) for vid, spec in self._specs.items()}
 
     def voices(self) -> list[VoiceInfo]:
-        labels = {"engine": "piper", "accent": "american", "gender": "male"}
+        labels = {"engine": "piper", "accent": "american", "gender": "male", "quality": "natural"}
         return [
             VoiceInfo(s.voice_id, s.name, self.name, s.language, s.sample_rate, s.description, dict(labels))
             for s in self._specs.values()

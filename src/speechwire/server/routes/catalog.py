@@ -15,8 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from speechwire.engines.base import VoiceInfo
+from speechwire.engines.base import VoiceInfo, primary_language
 from speechwire.engines.premade import PremadeVoice
+from speechwire.engines.registry import ModelInfo
 from speechwire.server.routes.tts_http import MAX_HTTP_TEXT_CHARS, error_response
 from speechwire.server.state import server_state
 
@@ -35,7 +36,12 @@ MAX_PAGE_SIZE = 100
 
 
 def _voice(
-    voice_id: str, name: str, description: str, labels: dict[str, str], legacy: bool
+    voice_id: str,
+    name: str,
+    description: str,
+    labels: dict[str, str],
+    legacy: bool,
+    verified: list[dict[str, str]],
 ) -> dict[str, Any]:
     return {
         "voice_id": voice_id,
@@ -46,18 +52,37 @@ def _voice(
         "settings": DEFAULT_SETTINGS,
         "available_for_tiers": [],
         "high_quality_base_model_ids": [],
-        "verified_languages": [],
+        "verified_languages": verified,
         "is_owner": False,
         "is_legacy": legacy,
     }
 
 
-def _local_voice(v: VoiceInfo) -> dict[str, Any]:
+Speakers = list[tuple[ModelInfo, frozenset[str]]]
+"""Each model with the language codes it speaks here, built once per catalogue request."""
+
+
+def _speakers(models: list[ModelInfo]) -> Speakers:
+    return [(m, frozenset(code for code, _ in m.languages)) for m in models]
+
+
+def _verified(v: VoiceInfo, speakers: Speakers) -> list[dict[str, str]]:
+    """Upstream's ``verified_languages``: one entry per model id that speaks the voice's language
+    with this voice here (``locale`` is the voice's BCP-47 tag)."""
+    accent = v.labels.get("accent", "standard")
+    return [
+        {"language": v.language_code, "model_id": m.model_id, "accent": accent, "locale": v.language}
+        for m, codes in speakers
+        if (m.engine is None or m.engine == v.engine) and v.language_code in codes
+    ]
+
+
+def _local_voice(v: VoiceInfo, models: Speakers) -> dict[str, Any]:
     labels = {**v.labels, "language": v.language, "engine": v.engine}
-    return _voice(v.voice_id, v.name, v.description, labels, False)
+    return _voice(v.voice_id, v.name, v.description, labels, False, _verified(v, models))
 
 
-def _premade_voice(p: PremadeVoice, local: VoiceInfo) -> dict[str, Any]:
+def _premade_voice(p: PremadeVoice, local: VoiceInfo, models: Speakers) -> dict[str, Any]:
     description = (
         f"ElevenLabs' premade voice {p.name} ({p.gender}, {p.accent}), spoken here by the local "
         f"voice {local.voice_id!r} ({local.name})."
@@ -69,22 +94,25 @@ def _premade_voice(p: PremadeVoice, local: VoiceInfo) -> dict[str, Any]:
         "speechwire_voice": local.voice_id,
         "engine": local.engine,
     }
-    return _voice(p.voice_id, p.name, description, labels, p.legacy)
+    return _voice(p.voice_id, p.name, description, labels, p.legacy, _verified(local, models))
 
 
 def catalogue(request: Request) -> list[dict[str, Any]]:
     """Local voices first, then the premade ones in upstream's order."""
-    state = server_state(request.app)
-    return [_local_voice(v) for v in state.registry.voices()] + [
-        _premade_voice(p, local) for p, local in state.registry.premade()
+    registry = server_state(request.app).registry
+    models = _speakers(registry.models())
+    return [_local_voice(v, models) for v in registry.voices()] + [
+        _premade_voice(p, local, models) for p, local in registry.premade()
     ]
 
 
 def _find(request: Request, voice_id: str) -> dict[str, Any] | None:
     found = next((v for v in catalogue(request) if v["voice_id"] == voice_id), None)
-    if found is not None or (local := server_state(request.app).registry.lookup(voice_id)) is None:
+    registry = server_state(request.app).registry
+    if found is not None or (local := registry.lookup(voice_id)) is None:
         return found
-    return {**_local_voice(local), "voice_id": voice_id, "name": f"{local.name} (alias)"}  # an alias
+    alias = _local_voice(local, _speakers(registry.models()))
+    return {**alias, "voice_id": voice_id, "name": f"{local.name} (alias)"}
 
 
 def _not_found(voice_id: str) -> JSONResponse:
@@ -100,6 +128,14 @@ async def voices(request: Request) -> dict[str, Any]:
 def _matches(voice: dict[str, Any], search: str) -> bool:
     haystack = " ".join([voice["voice_id"], voice["name"], voice["description"], *voice["labels"].values()])
     return search.lower() in haystack.lower()
+
+
+def _speaks(voice: dict[str, Any], language: str) -> bool:
+    """The ``language`` filter: a bare code (``fr``) matches every voice of that language
+    (``fr-FR``), a tag with a region (``pt-BR``) that tag only."""
+    tag = str(voice["labels"].get("language", "")).lower()
+    wanted = language.strip().lower().replace("_", "-")
+    return tag == wanted or ("-" not in wanted and primary_language(tag) == wanted)
 
 
 @router.get("/v2/voices")
@@ -129,9 +165,11 @@ async def search_voices(
         found = []
     if search:
         found = [v for v in found if _matches(v, search)]
-    for label, value in (("gender", gender), ("accent", accent), ("language", language)):
+    for label, value in (("gender", gender), ("accent", accent)):
         if value:
             found = [v for v in found if str(v["labels"].get(label, "")).lower() == value.lower()]
+    if language:
+        found = [v for v in found if _speaks(v, language)]
     if voice_ids:
         found = [v for v in found if v["voice_id"] in voice_ids]
     if sort == "name":
@@ -179,7 +217,7 @@ async def models(request: Request) -> list[dict[str, Any]]:
             "token_cost_factor": 0.0,
             "requires_alpha_access": False,
             "maximum_text_length_per_request": MAX_HTTP_TEXT_CHARS,
-            "languages": [{"language_id": "en", "name": "English"}],
+            "languages": [{"language_id": code, "name": name} for code, name in m.languages],
         }
         for m in state.registry.models()
     ]

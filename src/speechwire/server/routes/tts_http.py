@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from speechwire.audio.alignment import CharAlignment
 from speechwire.audio.formats import AudioFormat, UnsupportedFormat
-from speechwire.engines.registry import UnknownModel, UnknownVoice
+from speechwire.engines.registry import UnknownModel, UnknownVoice, UnsupportedLanguage
 from speechwire.engines.synthesis import AudioOut, SpeechPipeline
 from speechwire.protocol.tts import DEFAULT_OUTPUT_FORMAT, VoiceSettings
 from speechwire.server.access.auth import http_caller, limited
@@ -82,11 +82,13 @@ def _prepare(
     except ValidationError as exc:
         return error_response(422, "invalid_request", "; ".join(e["msg"] for e in exc.errors()[:5]))
     try:
-        engine, voice = state.registry.resolve(voice_id, body.model_id)
+        engine, voice = state.registry.resolve(voice_id, body.model_id, body.language_code or None)
     except UnknownVoice as exc:
         return error_response(404, "voice_not_found", str(exc))
     except UnknownModel as exc:
         return error_response(400, "model_not_found", str(exc))
+    except UnsupportedLanguage as exc:  # upstream answers a language a model lacks with a 400
+        return error_response(400, "invalid_request", str(exc))
     text = body.text
     if body.model_id == "eleven_v3":
         text = AUDIO_TAG.sub("", text).strip() or text

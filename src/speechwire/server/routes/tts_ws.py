@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from speechwire.engines.registry import UnknownModel, UnknownVoice
+from speechwire.engines.registry import UnknownModel, UnknownVoice, UnsupportedLanguage
 from speechwire.engines.synthesis import SpeechPipeline
 from speechwire.protocol.errors import INTERNAL_ERROR, NORMAL_CLOSURE, ProtocolError, TTSError
 from speechwire.protocol.multi import (
@@ -94,11 +94,15 @@ class _TTSRoute(Route[EventT]):
 
     def __init__(self, state: ServerState, sock: SessionSocket, params: StreamInputParams) -> None:
         try:
-            self.engine, self.voice = state.registry.resolve(params.voice_id, params.model_id)
+            self.engine, self.voice = state.registry.resolve(
+                params.voice_id, params.model_id, params.language_code
+            )
         except UnknownVoice as exc:
             raise ProtocolError(TTSError.VOICE_NOT_FOUND, str(exc)) from None
         except UnknownModel as exc:
             raise ProtocolError(TTSError.MODEL_NOT_FOUND, str(exc)) from None
+        except UnsupportedLanguage as exc:
+            raise ProtocolError(TTSError.INVALID_REQUEST, str(exc)) from None
         self.state, self.sock, self.params = state, sock, params
 
     def pipeline(self, init: Initialized) -> SpeechPipeline:
