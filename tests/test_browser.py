@@ -199,3 +199,24 @@ async def test_a_session_time_limit_reconnects_instead_of_failing() -> None:
             assert len(playback.sent) > 0
     finally:
         running.stop()
+
+
+async def test_voice_list_is_grouped_by_language_and_a_french_voice_speaks(server: RunningServer) -> None:
+    """~130 voices in 93 languages: the console groups them (English first) and switching to a
+    French voice reconnects and speaks with it."""
+    async with open_page(server.http_url) as page:
+        groups = await page.evaluate(
+            """() => [...document.querySelectorAll('#voice optgroup')].map(
+                 g => [g.label, [...g.querySelectorAll('option')].map(o => o.value)])"""
+        )
+        labels = [label for label, _ in groups]
+        assert labels[0] == "English" and "joe" in groups[0][1], groups[:2]
+        assert len(set(labels)) == len(labels) > 50 and not any(len(x) < 3 for x in labels), labels
+        assert "espeak-fr" in dict(groups)["French"]
+        await page.select_option("#voice", "espeak-fr")
+        await page.wait_for_function(
+            "() => { const t = window.speechwireDemo.tts;"
+            " return t.voiceId === 'espeak-fr' && t.state === 'open'; }"
+        )
+        playback = await speak_in_page(page, "Bonjour, comment allez-vous aujourd'hui ?")
+        assert playback.errors == [] and len(playback.sent) > 22050 // 2

@@ -47,7 +47,28 @@ async function loadVoices() {
   const select = $("voice");
   try {
     const { voices } = await (await fetch("/v1/voices")).json();
-    for (const v of voices) select.add(new Option(`${v.name} (${v.labels.engine})`, v.voice_id));
+    // About 130 voices in 93 languages: one group per language, English first, then by name.
+    const names = new Intl.DisplayNames(["en"], { type: "language" });
+    const groups = new Map();
+    for (const v of voices) {
+      const code = (v.labels.language || "und").split("-")[0];
+      if (!groups.has(code)) groups.set(code, []);
+      groups.get(code).push(v);
+    }
+    // Chromium names most codes; for the few it does not (it echoes the code), the voice's own
+    // name says the language ("espeak-ng Bashkir").
+    const label = (code) => {
+      const name = code === "und" ? "Other" : names.of(code);
+      return name && name !== code ? name : groups.get(code)[0].name.replace(/^espeak-ng /, "");
+    };
+    const order = [...groups.keys()].sort((a, b) =>
+      a === "en" ? -1 : b === "en" ? 1 : label(a).localeCompare(label(b)));
+    for (const code of order) {
+      const group = document.createElement("optgroup");
+      group.label = label(code);
+      for (const v of groups.get(code)) group.append(new Option(`${v.name} (${v.labels.engine})`, v.voice_id));
+      select.append(group);
+    }
     select.value = options.get("voice") || "joe";
   } catch {
     select.add(new Option("joe", "joe"));

@@ -41,6 +41,7 @@ export class TTSClient extends EventTarget {
     super();
     if (!outputFormat.startsWith("pcm_")) throw new Error("TTSClient plays pcm_* output formats");
     this.player = player;
+    this.voiceId = voiceId;
     this.sampleRate = Number(outputFormat.split("_")[1]);
     this.voiceSettings = voiceSettings;
     this.keepAliveMs = keepAliveMs;
