@@ -110,3 +110,34 @@ async def test_a_keys_budget_is_one_budget_across_replicas(redis_url: str) -> No
         assert await stores.acquire("key:y") is None  # another key is untouched
     finally:
         await stores.close()
+
+
+async def test_a_killed_replicas_sessions_stop_counting_within_the_lease(redis_url: str) -> None:
+    """Open sessions are leases its replica renews: while replica A lives, its two sessions
+    count against the key (held for longer than a lease); once A is SIGKILLed, they lapse and
+    the key opens sessions on B again, as a key whose sessions failed over must."""
+    key = "sw_lease_key_9a8b7c6d5e4f3a2b1c0d"
+    env = {
+        "SPEECHWIRE_API_KEYS": json.dumps([key]),
+        "SPEECHWIRE_REDIS_URL": redis_url,
+        "SPEECHWIRE_MAX_SESSIONS_PER_KEY": "2",
+        "SPEECHWIRE_SHARED_LEASE_S": "1.5",
+    }
+    a, b = ServerProcess(free_port(), **env), ServerProcess(free_port(), **env)
+    headers = {"xi-api-key": key}
+    query = "model_id=scribe_v2_realtime"
+    try:
+        a.start()
+        b.start()
+        url = f"ws://127.0.0.1:{a.port}/v1/speech-to-text/realtime?{query}"
+        held = [await websockets.connect(url, additional_headers=headers) for _ in range(2)]
+        for ws in held:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["message_type"] == "session_started"
+        await asyncio.sleep(3.5)  # more than two leases: A renewed them
+        assert await _open(b.port, query, headers) == "rate_limited"  # still two open for the key
+        a.kill()
+        await asyncio.sleep(2.5)  # one lease and a margin
+        assert await _open(b.port, query, headers) == "session_started"
+    finally:
+        a.kill()
+        b.kill()

@@ -192,6 +192,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     """``redis://host:6379/0``: single-use tokens and per-key limits shared by every replica
     behind a load balancer (in memory, per process, when unset)."""
+    shared_lease_s: float = Field(default=15.0, ge=1.0, le=3600.0)
+    """With ``redis_url``: each open session is a lease its replica renews every third of this; a
+    killed replica's sessions stop counting against their key within it."""
     elevenlabs_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ELEVENLABS_API_KEY", "SPEECHWIRE_ELEVENLABS_API_KEY")
     )

@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 per_minute=settings.rate_sessions_per_minute,
                 burst=settings.rate_burst,
                 max_open=settings.max_sessions_per_key,
+                lease_s=settings.shared_lease_s,
             )
             await shared.ping()
             tokens = limiter = shared
