@@ -545,7 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     fail = bench_parser(
         "failover", help="HAProxy + replicas + Redis: SIGKILL a replica, time to resumed audio and transcript"
     )
-    fail.add_argument("--kills", type=int, default=20, help="replicas killed (SIGKILL), one per round")
+    fail.add_argument(
+        "--kills", type=int, default=20, help="replicas killed (SIGKILL), one per round (0: none)"
+    )
     fail.add_argument("--replicas", type=int, default=2, help="replicas behind HAProxy")
     fail.add_argument("--budget-s", type=float, default=240.0, help="stop starting rounds after this long")
     fail.add_argument("--speech-dir")
@@ -555,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also real-time TTS sessions through HAProxy with 1, 2, 3 replicas",
     )
     fail.add_argument("--levels", default="4,8,12,16,20,24", help="TTS session counts tried for --capacity")
+    fail.add_argument("--capacity-replicas", default="1,2,3", help="replica counts measured for --capacity")
     _show_defaults(parser)
     return parser
 

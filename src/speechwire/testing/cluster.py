@@ -227,9 +227,12 @@ class Cluster:
 
     # Breaking it
     def kill(self, replica: int) -> float:
-        """SIGKILL one replica (a crash: no close frames, no drain); the monotonic time it died."""
+        """SIGKILL one replica (a crash: no close frames, no drain); the monotonic time of the
+        signal (taken before it is sent: reaping the process can take longer than a client's
+        reconnect on a loaded machine)."""
+        died = time.monotonic()
         self.replicas[replica].kill()
-        return time.monotonic()
+        return died
 
     def restart(self, replica: int, timeout_s: float = 60.0) -> None:
         """Start a stopped replica again on its port and wait until HAProxy has it UP."""
