@@ -292,18 +292,13 @@ async def failover(
 
 async def capacity(cluster: Cluster, levels: list[int]) -> tuple[int, list[dict[str, Any]]]:
     """The most ``bench load`` TTS sessions (LLM-paced, played in real time) that stay real-time
-    through the balancer, trying ``levels`` in order and stopping at the first that is not; and
-    every level's figures."""
+    through the balancer among ``levels`` (each tried, as ``bench load`` does), and every level's
+    figures."""
     from speechwire.bench.load import tts_level
 
     await tts_level(cluster.url, 1)  # warm-up
-    best, tried = 0, []
-    for n in levels:
-        tried.append(await tts_level(cluster.url, n))
-        if not tried[-1]["realtime_ok"]:
-            break
-        best = n
-    return best, tried
+    tried = [await tts_level(cluster.url, n) for n in levels]
+    return max((t["sessions"] for t in tried if t["realtime_ok"]), default=0), tried
 
 
 CAPACITY_ENGINES = {
