@@ -554,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     fail.add_argument(
         "--capacity",
         action="store_true",
-        help="also real-time TTS sessions through HAProxy with 1, 2, 3 replicas",
+        help="also measure real-time TTS sessions through HAProxy for each of --capacity-replicas",
     )
     fail.add_argument("--levels", default="4,8,12,16,20,24", help="TTS session counts tried for --capacity")
     fail.add_argument("--capacity-replicas", default="1,2,3", help="replica counts measured for --capacity")
