@@ -296,9 +296,26 @@ async def capacity(cluster: Cluster, levels: list[int]) -> tuple[int, list[dict[
     figures."""
     from speechwire.bench.load import tts_level
 
-    await tts_level(cluster.url, 1)  # warm-up
+    for replica in cluster.replicas:  # warm each one up: a replica's first syntheses are slow
+        await tts_level(replica.url, 1)
     tried = [await tts_level(cluster.url, n) for n in levels]
     return max((t["sessions"] for t in tried if t["realtime_ok"]), default=0), tried
+
+
+async def throughput(cluster: Cluster, sessions: int) -> float:
+    """Seconds of Piper audio the cluster synthesises per second, ``sessions`` replies at once as
+    fast as it can (each sends ``bench load``'s reply in one flush): the engine work behind the
+    real-time session count, less sensitive to a busy machine's scheduling than underruns."""
+    from speechwire.bench.load import REPLY
+
+    async def one() -> int:
+        async with TextToSpeechStream(cluster.url, "joe", output_format="pcm_16000") as tts:
+            await tts.send(REPLY)
+            return sum(len(chunk.audio) for chunk in await tts.finish(timeout=120))
+
+    start = time.monotonic()
+    produced = await asyncio.gather(*(one() for _ in range(sessions)))
+    return sum(produced) / 32000 / (time.monotonic() - start)
 
 
 CAPACITY_ENGINES = {
@@ -339,16 +356,28 @@ def run_failover_bench(args: argparse.Namespace) -> int:
     if args.capacity:
         levels = [int(n) for n in args.levels.split(",") if n]
         found: dict[int, int] = {}
+        rate: dict[int, float] = {}
         result["capacity_levels"] = {}
         for replicas in [int(n) for n in args.capacity_replicas.split(",") if n]:
             with Cluster(replicas, env=CAPACITY_ENGINES) as cluster:
                 found[replicas], result["capacity_levels"][str(replicas)] = asyncio.run(
                     capacity(cluster, levels)
                 )
-        one = found.get(1) or None
-        rows = [(n, found[n], f"{found[n] / one:.2f}" if one else "-") for n in found]
-        columns = ("replicas", "sessions", "× one")
-        console.print(table("Real-time TTS sessions through HAProxy (bench load's)", columns, rows))
+                rate[replicas] = asyncio.run(throughput(cluster, 4 * replicas))
+        one, one_rate = found.get(1) or None, rate.get(1)
+        rows = [
+            (
+                n,
+                found[n],
+                f"{found[n] / one:.2f}" if one else "-",
+                f"{rate[n]:.1f}",
+                f"{rate[n] / one_rate:.2f}" if one_rate else "-",
+            )
+            for n in found
+        ]
+        columns = ("replicas", "real-time sessions", "× one", "audio s per s", "× one")
+        console.print(table("TTS capacity through HAProxy (bench load's sessions)", columns, rows))
         result["capacity"] = {str(n): found[n] for n in found}
+        result["throughput_audio_s_per_s"] = {str(n): rate[n] for n in rate}
     write_json(args.json, result)
     return 0 if ok else 1
