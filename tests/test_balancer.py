@@ -181,9 +181,9 @@ async def test_replica_killed_under_tts_and_stt_loses_nothing(healthy: Cluster) 
 
 async def test_rolling_restart_under_steady_load_shows_no_client_an_error(healthy: Cluster) -> None:
     """SIGTERM each replica in turn and start it again, while plain (not reconnecting) short
-    sessions keep arriving and one reconnecting stream speaks throughout: readiness goes off
-    first, new sessions go elsewhere, the short ones finish within the drain, and the stream
-    is moved with 1001 and resumes without losing or repeating a character."""
+    sessions keep arriving and a reconnecting TTS and STT stream run throughout: readiness goes
+    off first, new sessions go elsewhere, the short ones finish within the drain, and the
+    streams are moved with 1001 and resume (no character lost or repeated, no commit twice)."""
     errors: list[str] = []
     finished = 0
     stop = asyncio.Event()
@@ -204,8 +204,10 @@ async def test_rolling_restart_under_steady_load_shows_no_client_an_error(health
                 errors.append(f"voiced {voiced!r}, sent {text!r}")
             finished += 1
 
-    speaker = Speaker(healthy.url)
+    speaker, listener = Speaker(healthy.url), Listener(healthy.url)
     await speaker.start()
+    await listener.start()
+    feeder = asyncio.create_task(listener.feed(speech(SPEECH_DIR / "librivox_concat_long.wav"), stop))
     workers = [asyncio.create_task(short_sessions(w)) for w in range(2)]
     try:
         for i in range(2):
@@ -222,12 +224,15 @@ async def test_rolling_restart_under_steady_load_shows_no_client_an_error(health
         await asyncio.sleep(0.5)
     finally:
         stop.set()
-        await asyncio.gather(*workers)
+        await asyncio.gather(*workers, feeder)
     await speaker.say("Both replicas were restarted. ")
     await speaker.finish()
+    await listener.finish()
     assert errors == [], f"{len(errors)} errors, {finished} sessions finished"
     assert finished >= 10
     assert speaker.voiced.rstrip() == speaker.tts.sent.rstrip()
+    assert speaker.connection >= 1 and listener.connection >= 1  # both streams were moved
+    assert listener.committed and len(listener.committed) == len(set(listener.committed))
 
 
 async def test_a_token_minted_on_one_replica_works_once_on_any(healthy: Cluster) -> None:
