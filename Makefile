@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck unit bench-tts clean chromium redis js
+.PHONY: run test lint typecheck unit bench-tts clean chromium redis haproxy js
 
 # Each install step says what it does and how long it takes, so a first `make run` is not a
 # silent minute. On a terminal the main install shows pip's own output and progress bars; in a
@@ -61,6 +61,17 @@ redis:
 	  $$SUDO systemctl disable --now redis-server >/dev/null 2>&1 || \
 	    $$SUDO rm -f /etc/systemd/system/multi-user.target.wants/redis-server.service; }
 
+# Replicas behind a real load balancer (tests/test_balancer.py, bench failover): Debian's HAProxy,
+# in /usr/sbin (not on a user's PATH). The tests start their own; none runs at boot.
+haproxy:
+	@test -x /usr/sbin/haproxy || command -v haproxy >/dev/null 2>&1 || { \
+	  echo "installing Debian's haproxy for the load-balancer tests"; \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+	    --no-install-recommends haproxy; \
+	  $$SUDO systemctl disable --now haproxy >/dev/null 2>&1 || \
+	    $$SUDO rm -f /etc/systemd/system/multi-user.target.wants/haproxy.service; }
+
 # The official JS clients (pinned in tests/js/package-lock.json) run under the machine's Node.
 JS := tests/js/node_modules/.installed
 $(JS): tests/js/package-lock.json
@@ -70,7 +81,7 @@ $(JS): tests/js/package-lock.json
 
 js: $(JS)
 
-test: $(VENV)/.installed-test chromium redis $(JS) lint
+test: $(VENV)/.installed-test chromium redis haproxy $(JS) lint
 	$(BIN)/python -m pytest -q tests
 
 bench-tts: $(VENV)/.installed-test

@@ -381,6 +381,7 @@ def _bench(args: argparse.Namespace) -> int:
         "browser": lambda: _bench_module("browser").run_browser_bench,
         "reconnect": lambda: _bench_module("reconnect").run_reconnect_bench,
         "tts-wer": lambda: _bench_module("tts_wer").run_tts_wer_bench,
+        "failover": lambda: _bench_module("failover").run_failover_bench,
     }
     result: int = runs[args.bench]()(args)
     return result
@@ -541,6 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--cuts", type=int, default=30, help="network cuts through a loopback proxy")
     rec.add_argument("--restarts", type=int, default=10, help="server kills (SIGKILL) and restarts")
     bench_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
+    fail = bench_parser(
+        "failover", help="HAProxy + replicas + Redis: SIGKILL a replica, time to resumed audio and transcript"
+    )
+    fail.add_argument(
+        "--kills", type=int, default=20, help="replicas killed (SIGKILL), one per round (0: none)"
+    )
+    fail.add_argument("--replicas", type=int, default=2, help="replicas behind HAProxy")
+    fail.add_argument("--budget-s", type=float, default=240.0, help="stop starting rounds after this long")
+    fail.add_argument("--speech-dir")
+    fail.add_argument(
+        "--capacity",
+        action="store_true",
+        help="also measure real-time TTS sessions through HAProxy for each of --capacity-replicas",
+    )
+    fail.add_argument("--levels", default="4,8,12,16,20,24", help="TTS session counts tried for --capacity")
+    fail.add_argument("--capacity-replicas", default="1,2,3", help="replica counts measured for --capacity")
     _show_defaults(parser)
     return parser
 

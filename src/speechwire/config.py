@@ -205,6 +205,13 @@ class Settings(BaseSettings):
     stt_backend: Literal["local", "elevenlabs"] = "local"
     elevenlabs_models: list[str] = Field(default_factory=list)
     """Model ids relayed to the cloud whatever the backend (for example ``["eleven_v3"]``)."""
+    # Behind a load balancer (issue 17)
+    drain_notice_s: float = 0.0
+    """On SIGTERM, how long ``/readyz`` reports ``draining`` while the listener stays open and new
+    sessions are still admitted, before the drain (``drain_s``) starts: time for a balancer's
+    health checks to stop sending sessions here (``deploy/haproxy.cfg``: 1 s). With 0 a session
+    already on its way when the listener closes is refused (``resource_exhausted``, which the
+    project's clients retry). Under Kubernetes a ``preStop`` sleep does this waiting instead."""
     # Resource limits (issue 14)
     max_preauth_message_bytes: int = 16 << 10
     """Largest first message from a WebSocket that presents no credential in its request, on a

@@ -235,6 +235,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__})
 
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness that means capacity: 200 while a new session of every kind served would be
+        admitted, else 503 (``full``, ``draining``, ``loading``), with the free slots per kind.
+        Open like ``/healthz`` (a balancer's health check has no key); liveness stays there."""
+        state = getattr(request.app.state, "speechwire", None)
+        if state is None:
+            return JSONResponse({"status": "loading", "free_slots": {}}, 503)
+        status, free = state.readiness()
+        return JSONResponse({"status": status, "free_slots": free}, 200 if status == "ready" else 503)
+
+    app.add_api_route("/readyz", readyz, methods=["GET"])
+
     web.mount(app)
 
     # Access (issue 14): added last, so they run first. Forwarded headers are believed only from

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,10 @@ from speechwire.server.ws.session_socket import SessionSocket
 SERVER_FULL = "resource_exhausted"
 KEY_LIMIT = "rate_limited"
 UNAUTHENTICATED = "unauthenticated"
+ENGINE_KINDS = ("tts", "stt")
+"""The kinds admission counts engine sessions by (``ServerState.open``)."""
+SERVER_KIND = "server"
+"""The label of the server-wide free slots (``max_sessions``) beside the engine kinds."""
 
 
 @dataclass
@@ -36,6 +41,10 @@ class ServerState:
     stt_pool: EnginePool | None = None
     sockets: set[SessionSocket] = field(default_factory=set)
     draining: bool = False
+    """Set once the drain starts: new sessions are refused."""
+    stopping: bool = False
+    """Set on SIGTERM, before the drain: readiness reports ``draining`` so a balancer stops
+    sending new sessions here while this replica still admits the ones already on their way."""
     tokens: TokenStore = field(default_factory=MemoryTokenStore)
     limiter: Limiter = field(default_factory=RateLimiter)
     cloud: ElevenLabsCloud | None = None
@@ -46,6 +55,39 @@ class ServerState:
     transcriptions: sessions too, for ``max_sessions``), an engine kind (its local sessions), a
     key (its sessions), ``(kind, key)`` (the key's share of the engines), ``UNAUTHENTICATED``
     and ``(UNAUTHENTICATED, address)`` (WebSockets still authenticating)."""
+
+    def __post_init__(self) -> None:
+        """The free-slot gauge reads this state at each scrape, so it never disagrees with it."""
+        for kind in (*self.served_kinds(), SERVER_KIND):
+            self.metrics.free_slots.labels(kind).set_function(functools.partial(self._free, kind))
+
+    def _free(self, kind: str) -> int:
+        """One kind's free slots, read by the gauge at every scrape."""
+        return self.free_slots()[kind]
+
+    def served_kinds(self) -> tuple[str, ...]:
+        """The engine kinds this replica serves locally: TTS always, STT when an engine loaded."""
+        return ENGINE_KINDS if self.stt_engines else ENGINE_KINDS[:1]
+
+    def free_slots(self) -> dict[str, int]:
+        """How many more sessions ``admit`` would take now, per engine kind it serves, and
+        server-wide (``SERVER_KIND``): the same caps and counts as ``refusal``, so a balancer that
+        steers by them agrees with admission. A kind's figure is bounded by the server-wide one
+        (a TTS slot is no use when ``max_sessions`` is reached); 0 for all while draining. Per-key
+        shares are not here: they are a caller's budget, the same on every replica."""
+        settings, held = self.settings, self.open
+        server = 0 if self.draining else max(0, settings.max_sessions - len(self.sockets) - held["http"])
+        caps = {"tts": settings.max_tts_sessions, "stt": settings.max_stt_sessions}
+        free = {kind: min(server, max(0, caps[kind] - held[kind])) for kind in self.served_kinds()}
+        return {**free, SERVER_KIND: server}
+
+    def readiness(self) -> tuple[str, dict[str, int]]:
+        """``ready`` when a new session of every kind served would be admitted; else ``draining``
+        (SIGTERM received) or ``full`` (some kind has no free slot): what ``/readyz`` reports."""
+        free = self.free_slots()
+        if self.stopping or self.draining:
+            return "draining", free
+        return ("ready" if all(free.values()) else "full"), free
 
     def refusal(self, kind: str, local: bool, caller: str | None) -> Refusal | None:
         """Why one more session of ``kind`` for ``caller`` (None: no key, a dev server) is not

@@ -17,6 +17,13 @@ class Metrics:
         self.sessions_open = Gauge(
             "speechwire_sessions_open", "Open WebSocket sessions.", ["kind"], registry=r
         )
+        self.free_slots = Gauge(
+            "speechwire_free_session_slots",
+            "Sessions this replica would admit now, per engine kind (tts, stt) and server-wide "
+            "(server): cap minus open, 0 while draining. What a balancer or autoscaler steers by.",
+            ["kind"],
+            registry=r,
+        )
         self.sessions = Counter(
             "speechwire_sessions", "WebSocket sessions admitted.", ["kind", "backend"], registry=r
         )

@@ -43,10 +43,11 @@ def _by_kind(sockets: Iterable[Any]) -> str:
 class DrainingServer(uvicorn.Server):
     """uvicorn, with a graceful drain on SIGTERM.
 
-    Why: uvicorn's own shutdown drops every WebSocket at once (1012). Here the listening sockets
-    close first (no new sessions), open sessions get ``drain_s`` to finish, and only the ones
-    still open then are closed with 1001 (going away), which a resuming client treats as
-    "reconnect elsewhere".
+    Why: uvicorn's own shutdown drops every WebSocket at once (1012). Here readiness goes off
+    first (``/readyz`` says ``draining``; for ``drain_notice_s`` new sessions are still admitted
+    while a balancer notices), then the listening sockets close (no new sessions), open sessions
+    get ``drain_s`` to finish, and only the ones still open then are closed with 1001 (going
+    away), which a resuming client treats as "reconnect elsewhere".
     """
 
     def __init__(self, config: uvicorn.Config, drain_s: float = 10.0) -> None:
@@ -54,9 +55,16 @@ class DrainingServer(uvicorn.Server):
         self.drain_s = drain_s
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = getattr(getattr(self.config.app, "state", None), "speechwire", None)
+        if state is not None:
+            # Readiness goes off first, so a balancer stops choosing this replica; sessions it
+            # already sent here are still admitted for ``drain_notice_s``, then the listener closes.
+            state.stopping = True
+            deadline = time.monotonic() + state.settings.drain_notice_s
+            while time.monotonic() < deadline and not self.force_exit:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         for server in self.servers:
             server.close()
-        state = getattr(getattr(self.config.app, "state", None), "speechwire", None)
         if state is not None:
             state.draining = True
             # Why log: a Ctrl-C that seems to hang for drain_s is a drain nobody was told about.
