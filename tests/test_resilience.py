@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import websockets
 
@@ -264,3 +265,20 @@ async def test_graceful_finish_waits_for_final_audio_and_commit(server: RunningS
         committed = await stt.finish(timeout=10)
     assert committed is not None
     assert wer(utterance.transcript, committed.text).rate <= 0.15
+
+
+def test_probe_requests_stay_out_of_the_access_log(tmp_path: Path) -> None:
+    """A balancer's /readyz every 500 ms would drown the access log: probes are left out, every
+    other request is still logged."""
+    log = tmp_path / "server.log"
+    server = ServerProcess(free_port(), log_to=log)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        for path in ("/readyz", "/healthz", "/readyz?x=1", "/v1/models"):
+            httpx.get(base + path, timeout=10)
+    finally:
+        server.stop()
+    text = log.read_text(errors="replace")
+    assert '"GET /v1/models HTTP/1.1" 200' in text, text[-2000:]
+    assert "/readyz" not in text and "/healthz" not in text, text[-2000:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 from typing import Any
 
 from websockets.frames import DATA_OPCODES, Frame
@@ -80,8 +81,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+PROBES = frozenset({"/healthz", "/readyz"})
+_REQUEST_LINE = re.compile(r'"[A-Z]+ (\S+) HTTP/')
+
+
+class _NoProbes(logging.Filter):
+    """Leave probe requests out of the access log: a balancer checks ``/readyz`` twice a second on
+    every replica, which would drown every other line (refused sessions and the drain log themselves)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The record factory has already rendered the line (it redacts the text), so read it.
+        request = _REQUEST_LINE.search(record.getMessage())
+        return request is None or request.group(1).split("?")[0] not in PROBES
+
+
 def configure(level: str = "info", fmt: str = "text") -> None:
     """Root logging for ``speechwire serve``."""
+    logging.getLogger("uvicorn.access").addFilter(_NoProbes())
     handler = logging.StreamHandler()
     text = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s")
     handler.setFormatter(JsonFormatter() if fmt == "json" else text)
