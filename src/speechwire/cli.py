@@ -381,6 +381,7 @@ def _bench(args: argparse.Namespace) -> int:
         "browser": lambda: _bench_module("browser").run_browser_bench,
         "reconnect": lambda: _bench_module("reconnect").run_reconnect_bench,
         "tts-wer": lambda: _bench_module("tts_wer").run_tts_wer_bench,
+        "languages": lambda: _bench_module("languages").run_languages_bench,
     }
     result: int = runs[args.bench]()(args)
     return result
@@ -541,6 +542,18 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--cuts", type=int, default=30, help="network cuts through a loopback proxy")
     rec.add_argument("--restarts", type=int, default=10, help="server kills (SIGKILL) and restarts")
     bench_parser("tts-wer", help="WER of synthesised speech (streamed and whole), by Whisper")
+    langs = bench_parser(
+        "languages",
+        help="per-language WER and language detection of the multilingual engines (espeak-ng speech)",
+    )
+    langs.add_argument("--languages", default="all", help="ISO 639-1 codes to score, comma-separated")
+    langs.add_argument("--engines", default="whisper_base", help="multilingual engines to score")
+    langs.add_argument("--sentences", type=int, default=3, help="sentences per language (at most 3)")
+    langs.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="cpu_threads per engine"
+    )
+    langs.add_argument("--server", help="also stream each sentence to this running server with language_code")
+    langs.add_argument("--show", action="store_true", help="print what each engine heard")
     _show_defaults(parser)
     return parser
 
