@@ -318,7 +318,7 @@ async def _stream(url: str, pcm: npt.NDArray[np.int16], language: str) -> str:
 
     async with RealtimeTranscriber(url, commit_strategy="manual", language_code=language) as stt:
         await stt.stream_pcm(paced_chunks(pcm, 16000, 100, realtime=False))
-        committed = await stt.finish()
+        committed = await stt.finish(timeout=60)  # a loaded machine, and an engine loading on first use
     return committed.text if committed is not None else ""
 
 
