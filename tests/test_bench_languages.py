@@ -36,7 +36,7 @@ def test_one_round_english_and_spanish(tmp_path: Path, capsys: pytest.CaptureFix
     # heard as "and remodeling at salmon"), es 17 % (2 of 12); both detected right.
     assert scores["en"]["metric"] == "wer" and scores["en"]["rate"] <= 0.6, report["sentences"]
     assert scores["es"]["rate"] <= 0.35, report["sentences"]
-    assert all(s["detected"] == [code] for code, s in scores.items()), report["sentences"]
+    assert all(s["detected"] == [code] == [s["detected_joined"]] for code, s in scores.items()), scores
     assert all(s["decode_ms_p50"] > 0 and s["rtf"] > 0 for s in scores.values())
 
 

@@ -4,7 +4,8 @@ For every language a few fixed sentences are spoken by espeak-ng (synthetic, rob
 espeak-ng is the only local voice for most of these languages), then transcribed in this
 process by each multilingual engine twice over: once told the language (WER, or CER for the
 scripts written without spaces between words) and once asked to identify it (Whisper's language
-detection on the same audio). ``--server URL`` also streams each sentence through a running
+detection on the same audio, and on all of a language's sentences joined, since detection
+improves with more speech). ``--server URL`` also streams each sentence through a running
 server's realtime route with ``language_code`` and scores what it commits.
 
 Synthetic speech biases the figures: espeak-ng pronounces every word the same clean, evenly
@@ -187,6 +188,9 @@ CHARACTER_SCORED = frozenset({"ja", "zh", "ko", "th"})
 ESPEAK_VOICES = {"zh": "cmn"}
 """espeak-ng's voice where its name is not the ISO 639-1 code (Mandarin is ``cmn``)."""
 
+GAP = 4000
+"""A quarter of a second of silence between sentences joined for detection."""
+
 WPM = 175
 """espeak-ng's speaking rate (words a minute): its default, the server's espeak voices' rate."""
 
@@ -274,6 +278,10 @@ class Score:
     language: str
     errors: WerResult = field(default_factory=lambda: WerResult(0, 0, 0, 0))
     detected: list[str] = field(default_factory=list)
+    detected_joined: str = ""
+    """The language detected on all its sentences at once (a few seconds more speech)."""
+    clips: list[npt.NDArray[np.int16]] = field(default_factory=list)
+    """Its sentences' audio, each followed by a short gap, for ``detected_joined``."""
     decode_s: list[float] = field(default_factory=list)
     audio_s: float = 0.0
     server: WerResult | None = None
@@ -298,6 +306,7 @@ class Score:
             "units": self.errors.words,
             "detected_right": sum(d == self.language for d in self.detected),
             "detected": self.detected,
+            "detected_joined": self.detected_joined,
             "decode_ms_p50": round(p50, 1),
             "decode_ms_p95": round(p95, 1),
             "rtf": round(self.rtf, 3),
@@ -308,7 +317,7 @@ class Score:
         right = sum(d == self.language for d in self.detected)
         p50, _, _ = spread(self.decode_s, 1000)
         cells = [engine, self.language, self.metric, f"{self.errors.rate:.1%}"]
-        cells += [f"{right}/{len(self.detected)}", f"{p50:.0f}", f"{self.rtf:.2f}"]
+        cells += [f"{right}/{len(self.detected)}", self.detected_joined, f"{p50:.0f}", f"{self.rtf:.2f}"]
         return cells + ([f"{self.server.rate:.1%}"] if self.server is not None else [])
 
 
@@ -356,6 +365,7 @@ def run_languages_bench(args: argparse.Namespace) -> int:
             score.errors += error_rate(reference, heard, by_character)
             detected, probability = engine.detect_language(pcm)
             score.detected.append(detected)
+            score.clips += [pcm, np.zeros(GAP, np.int16)]
             sentence: dict[str, object] = {
                 "engine": name,
                 "language": code,
@@ -374,7 +384,9 @@ def run_languages_bench(args: argparse.Namespace) -> int:
             sentences.append(sentence)
             if args.show:
                 console.print(f"{name} {code}: {heard}  [detected {detected} {probability:.2f}]")
-    columns = ["engine", "language", "metric", "error rate", "detected", "decode p50 ms", "RTF"]
+        for score in scores[name].values():
+            score.detected_joined, _ = engine.detect_language(np.concatenate(score.clips))
+    columns = ["engine", "language", "metric", "error rate", "detected", "on all", "decode p50 ms", "RTF"]
     columns += ["server error rate"] if args.server else []
     rows = [score.row(name) for name, by_language in scores.items() for score in by_language.values()]
     title = "Multilingual STT on synthetic espeak-ng speech (in-process engine calls)"
