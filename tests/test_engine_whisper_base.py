@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from speechwire.audio.wav import read_wav
 from speechwire.bench.wer import wer
-from speechwire.engines.whisper import WHISPER_BASE_SIZE, WhisperEngine, whisper_base_path
+from speechwire.engines.whisper import (
+    WHISPER_BASE,
+    WHISPER_BASE_SIZE,
+    WhisperEngine,
+    assemble,
+    whisper_base_path,
+)
 
 from .conftest import SPEECH_DIR
 
@@ -28,6 +35,14 @@ def test_torn_model_is_rebuilt(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "model.bin").write_bytes(b"torn")
     assert (whisper_base_path(tmp_path) / "model.bin").stat().st_size == WHISPER_BASE_SIZE
+
+
+def test_parts_that_do_not_join_to_the_pinned_model_are_refused(tmp_path: Path) -> None:
+    # The real parts joined in the wrong order: the size is right, the SHA-256 is not.
+    swapped = dataclasses.replace(WHISPER_BASE, parts=WHISPER_BASE.parts[::-1])
+    with pytest.raises(RuntimeError, match="parts do not assemble to the pinned model"):
+        assemble(swapped, tmp_path)
+    assert list((tmp_path / "whisper-base").iterdir()) == []  # neither a model nor a temporary left
 
 
 @pytest.fixture(scope="module")

@@ -382,6 +382,7 @@ def _bench(args: argparse.Namespace) -> int:
         "reconnect": lambda: _bench_module("reconnect").run_reconnect_bench,
         "tts-wer": lambda: _bench_module("tts_wer").run_tts_wer_bench,
         "failover": lambda: _bench_module("failover").run_failover_bench,
+        "languages": lambda: _bench_module("languages").run_languages_bench,
     }
     result: int = runs[args.bench]()(args)
     return result
@@ -558,6 +559,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fail.add_argument("--levels", default="4,8,12,16,20,24", help="TTS session counts tried for --capacity")
     fail.add_argument("--capacity-replicas", default="1,2,3", help="replica counts measured for --capacity")
+    langs = bench_parser(
+        "languages",
+        help="per-language WER and language detection of the multilingual engines (espeak-ng speech)",
+    )
+    langs.add_argument("--languages", default="all", help="ISO 639-1 codes to score, comma-separated")
+    langs.add_argument("--engines", default="whisper_base", help="multilingual engines to score")
+    langs.add_argument("--sentences", type=int, default=3, help="sentences per language (at most 3)")
+    langs.add_argument(
+        "--threads", type=int, default=min(2, os.cpu_count() or 1), help="cpu_threads per engine"
+    )
+    langs.add_argument("--server", help="also stream each sentence to this running server with language_code")
+    langs.add_argument("--show", action="store_true", help="print what each engine heard")
     _show_defaults(parser)
     return parser
 

