@@ -140,13 +140,20 @@ def test_the_image_runs_as_a_non_root_user_with_a_healthcheck_and_sigterm() -> N
     assert image_cmd()[:2] == ["speechwire", "serve"] and option(image_cmd(), "--host") == "0.0.0.0"
 
 
-def test_the_image_assembles_whisper_base_where_the_server_reads_it() -> None:
-    """The cache folder is the one ``whisper_base_path`` reads, and it is filled at build time."""
-    import inspect
-
+def test_the_image_assembles_whisper_base_where_the_server_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache folder is the one ``whisper_base_path`` reads, and it is filled at build time:
+    a model of the pinned size under ``$SPEECHWIRE_CACHE_DIR`` is the one it returns (a sparse
+    file here, so nothing is joined)."""
     from speechwire.engines import whisper
 
-    assert 'os.environ.get("SPEECHWIRE_CACHE_DIR")' in inspect.getsource(whisper.whisper_base_path)
+    folder = tmp_path / whisper.WHISPER_BASE.folder
+    folder.mkdir()
+    with open(folder / "model.bin", "wb") as model:
+        model.truncate(whisper.WHISPER_BASE.size)
+    monkeypatch.setenv("SPEECHWIRE_CACHE_DIR", str(tmp_path))
+    assert whisper.whisper_base_path() == folder
     assert image_env()["SPEECHWIRE_CACHE_DIR"].startswith("/")
     assert [run for run in of("RUN") if "whisper_base_path()" in run]
 
