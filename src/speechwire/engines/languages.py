@@ -247,9 +247,9 @@ class DetectionSchedule:
     """When a session's one language detection starts (sans I/O: the recogniser asks).
 
     Once ``after_s`` of audio from the first speech onset has arrived, or at the first commit if
-    that comes sooner (then on what there is). Once per session: a change of language inside a
-    session is rare, and Scribe reports one language per commit, so a fixed language costs one
-    detection and never flips a speaker's transcript between languages."""
+    that comes sooner (then on what there is, once that commit is sent). Once per session: a
+    change of language inside a session is rare, and Scribe reports one language per commit, so a
+    fixed language costs one detection and never flips a speaker's transcript between languages."""
 
     def __init__(self, after_s: float) -> None:
         self.after_s = after_s

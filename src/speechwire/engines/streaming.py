@@ -15,7 +15,7 @@ A session without a language (``Detection``) detects it once, off the commit pat
 phrase decodes, while the default engine goes on decoding. English keeps that engine; another
 language switches the stream to the engine that hears it and re-decodes the phrases not yet
 committed. A commit never waits for detection (English sessions must not get slower): one that
-comes first is decoded by the current engine, and detection starts then if it had not.
+comes first is decoded by the current engine, and detection starts once it is sent.
 """
 
 from __future__ import annotations
@@ -160,13 +160,17 @@ class StreamingRecognizer:
 
     # ---- language detection (once per session without a language) ---------------------------
 
-    def _maybe_detect(self, committing: bool = False) -> None:
-        if self._schedule is None or self._speech_from is None or self._detection is None:
-            return
+    def _detection_due(self, committing: bool = False) -> npt.NDArray[np.int16] | None:
+        """The audio to detect the language on, once it is time (see ``DetectionSchedule``)."""
+        if self._schedule is None or self._speech_from is None:
+            return None
         if not self._schedule.due((self._total - self._speech_from) / RATE, committing):
-            return
+            return None
+        return self._audio(self._speech_from, self._total).copy()
+
+    def _detect(self, audio: npt.NDArray[np.int16]) -> None:
         detection = self._detection
-        audio = self._audio(self._speech_from, self._total).copy()
+        assert detection is not None
         deadline = time.monotonic() + detection.deadline_s
 
         async def run() -> None:
@@ -201,7 +205,8 @@ class StreamingRecognizer:
             self._drop_before(self._total - int(self.config.preroll_s * RATE) - FRAME)
         for action in endpoint.buffered((self._total - self._base) / RATE):
             await self._act(action)
-        self._maybe_detect()
+        if (audio := self._detection_due()) is not None:
+            self._detect(audio)
         self._maybe_partial()
 
     async def _act(self, action: Action) -> None:
@@ -266,7 +271,7 @@ class StreamingRecognizer:
                 self._settle()
             elif action is Action.DECODE_UNHEARD and end - self._base >= int(0.3 * RATE):
                 self._phrases.append(_Phrase(self._base, end, self._decode(self._base, end, 0.0)))
-        self._maybe_detect(committing=True)
+        detect_audio = self._detection_due(committing=True)
         phrases, self._phrases = self._phrases, []
         language = self.language
         self._generation += 1
@@ -279,6 +284,10 @@ class StreamingRecognizer:
         self._drop_before(end)
         self._last_partial_at = self._total
         await self._emit(Committed(text, tuple(words), speech_end_s, language))
+        if detect_audio is not None:
+            # Only now: detection takes both cores for most of a second, and this commit's
+            # decode must not share them (the next end of speech is at least a phrase away).
+            self._detect(detect_audio)
 
     async def close(self) -> None:
         for phrase in self._phrases:
