@@ -266,6 +266,12 @@ class StreamingRecognizer:
     async def commit(self) -> None:
         """Commit everything received so far (manual commit, VAD end-point, or 90 s cap)."""
         end = self._total
+        detect = self._detect_task
+        failure = (
+            detect.exception() if detect is not None and detect.done() and not detect.cancelled() else None
+        )
+        if failure is not None:
+            raise failure  # a failed detector fails the session (transcriber_error), not silently
         for action in self._endpoint.commit(end):
             if action is Action.SETTLE_PHRASE:
                 self._settle()
