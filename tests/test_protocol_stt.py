@@ -168,7 +168,7 @@ def test_language_detection_alone_asks_for_the_language_copy_without_words() -> 
     assert m == {
         "message_type": "committed_transcript_with_timestamps",
         "text": "hello",
-        "language_code": "en",
+        "language_code": "eng",
         "words": None,
     }
 

@@ -149,7 +149,7 @@ async def test_language_detection_alone_sends_the_language_copy_in_vad_mode(
     committed = [m for m in seen if m["message_type"] == "committed_transcript"]
     assert len(copies) == len(committed) >= 1
     for plain, copy in zip(committed, copies, strict=True):
-        assert copy["text"] == plain["text"] and copy["language_code"] == "en"
+        assert copy["text"] == plain["text"] and copy["language_code"] == "eng"
         assert copy["words"] is None  # no include_timestamps: upstream sends words null
     assert wer(utterance.transcript, " ".join(c["text"] for c in copies)).rate <= 0.15
 
@@ -169,7 +169,7 @@ async def test_words_carry_whispers_logprob(stt_server: RunningServer) -> None:
     words = [w for w in stamped["words"] if w["type"] == "word"]
     assert words and all(isinstance(w["logprob"], float) and w["logprob"] <= 0 for w in stamped["words"])
     assert any(w["logprob"] < 0 for w in words)  # real probabilities, not the neutral 0.0
-    assert stamped["language_code"] == "en"
+    assert stamped["language_code"] == "eng"
 
 
 async def test_official_sdk_final_commit_after_a_vad_commit(

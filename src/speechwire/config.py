@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     (any ``input_audio_chunk`` keeps it alive, an empty one included). Upstream closes idle
     Scribe sessions, and ElevenLabs' WebSockets idle out after 20 s; an idle socket would hold
     an engine slot for ``max_session_s`` otherwise. ``None`` turns it off (issue 14)."""
+    stt_detect_after_s: float = 2.0
+    """A realtime session without ``language_code`` has its language detected (Whisper base,
+    when loaded) from this much speech, or at its first commit if sooner, while the default
+    engine goes on decoding; commits never wait for it. Shorter detects on less audio (Whisper's
+    guess on synthetic speech was wrong more often at 1 s than at 2 s), longer leaves more first
+    phrases to the English engine."""
     stt_max_upload_bytes: int = 200 << 20
     """Largest ``POST /v1/speech-to-text`` body (200 MiB: over an hour of 16 kHz WAV); larger
     uploads get 413 before they are read in full. Upstream takes up to 3 GB, but decodes it on

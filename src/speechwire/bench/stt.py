@@ -10,6 +10,12 @@ from /proc and the clients do not share its interpreter.
    sent right at the end of the audio; partial cadence; server CPU per audio second.
 3. Capacity: N streams at once at real-time pace; a level passes when every stream gets partials
    at least every 1.5 s (p95) and every commit within 1.5 s of the end of speech.
+
+The server loads the engine under test and Whisper base, as the default configuration does, so
+sessions without ``language_code`` (the default here: what most clients send) have their language
+detected; ``language_code`` (``--language-code`` once the CLI has it; ``en`` skips detection,
+``fr`` measures the multilingual engine) is sent with every session. The cost of one detection
+call is timed on the latency files in this process (Whisper base, 2 threads).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import csv
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +62,13 @@ class StreamResult:
 @dataclass
 class Report:
     engine: str
+    language_code: str | None = None
     per_file: list[dict[str, Any]] = field(default_factory=list)
     overall_wer: float = 0.0
     latency: dict[str, float] = field(default_factory=dict)
     capacity: list[dict[str, Any]] = field(default_factory=list)
     max_realtime_streams: int = 0
+    detection_ms: dict[str, float] = field(default_factory=dict)
 
 
 class Steps:
@@ -114,15 +123,28 @@ def load_manifest(folder: Path) -> list[tuple[Path, str, float]]:
         ]
 
 
+MULTILINGUAL = "whisper_base"
+"""Loaded beside the engine under test, as by default: it detects and hears other languages."""
+DETECT_AFTER_S = 2.0
+"""Audio the detection timing gets (the server's ``stt_detect_after_s`` default)."""
+
+
 async def stream_file(
-    url: str, path: Path, reference: str, *, vad_silence: float, manual: bool = False, realtime: bool = True
+    url: str,
+    path: Path,
+    reference: str,
+    *,
+    vad_silence: float,
+    manual: bool = False,
+    realtime: bool = True,
+    language_code: str | None = None,
 ) -> StreamResult:
     pcm, rate = read_audio_file(path)
     pcm16k: npt.NDArray[np.int16] = resample(pcm, rate, 16000)
     committed: list[str] = []
     strategy = "manual" if manual else "vad"
     async with RealtimeTranscriber(
-        url, commit_strategy=strategy, vad_silence_threshold_secs=vad_silence
+        url, commit_strategy=strategy, vad_silence_threshold_secs=vad_silence, language_code=language_code
     ) as stt:
 
         async def read() -> None:
@@ -151,13 +173,17 @@ async def stream_file(
 
 
 async def wer_pass(
-    url: str, files: list[tuple[Path, str, float]], parallel: int, steps: Steps
+    url: str,
+    files: list[tuple[Path, str, float]],
+    parallel: int,
+    steps: Steps,
+    language_code: str | None = None,
 ) -> tuple[list[StreamResult], WerResult]:
     semaphore = asyncio.Semaphore(parallel)
 
     async def one(path: Path, ref: str) -> StreamResult:
         async with semaphore:
-            result = await stream_file(url, path, ref, vad_silence=0.5)
+            result = await stream_file(url, path, ref, vad_silence=0.5, language_code=language_code)
             steps.step(f"{path.name}: WER {wer(ref, result.hypothesis).rate:.1%}")
             return result
 
@@ -189,12 +215,15 @@ def capacity_row(level: dict[str, Any]) -> tuple[object, ...]:
 def run_stt_bench(args: argparse.Namespace) -> int:
     steps = Steps(stderr_console())
     files = load_manifest(Path(args.speech_dir) if args.speech_dir else default_speech_dir())
-    report = Report(engine=args.engine)
+    report = Report(engine=args.engine, language_code=getattr(args, "language_code", None))
     with contextlib.ExitStack() as stack:
         server, url = None, args.url
         if url is None:
-            steps.console.print(f"starting a server with {args.engine} (a few seconds)", highlight=False)
-            server = ServerProcess(free_port(), SPEECHWIRE_STT_ENGINES=json.dumps([args.engine]))
+            engines = [args.engine, *([] if args.engine == MULTILINGUAL else [MULTILINGUAL])]
+            steps.console.print(
+                f"starting a server with {', '.join(engines)} (a few seconds)", highlight=False
+            )
+            server = ServerProcess(free_port(), SPEECHWIRE_STT_ENGINES=json.dumps(engines))
             server.start(timeout_s=30)
             stack.callback(server.stop)
             url = server.url
@@ -216,7 +245,8 @@ def _run_passes(
     """The three passes (WER, latency, capacity), filling ``report`` and telling ``steps``."""
     wer_files = files if not args.quick else files[:4]
     steps.phase("WER", len(wer_files))
-    results, total = asyncio.run(wer_pass(url, wer_files, args.parallel, steps))
+    language = report.language_code
+    results, total = asyncio.run(wer_pass(url, wer_files, args.parallel, steps, language))
     scores = [wer(r.reference, r.hypothesis) for r in results]
     report.per_file = [
         {"file": r.file, "wer": w.rate, "words": w.words, "hypothesis": r.hypothesis}
@@ -233,11 +263,11 @@ def _run_passes(
     cadence: list[float] = []
     steps.phase("latency", len(short))
     for path, ref, duration in short:
-        r = asyncio.run(stream_file(url, path, ref, vad_silence=0.3))
+        r = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, language_code=language))
         vad_lat += r.eos_to_commit
         cadence += r.partial_intervals
         wall_audio += duration + 1.3
-        m = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, manual=True))
+        m = asyncio.run(stream_file(url, path, ref, vad_silence=0.3, manual=True, language_code=language))
         manual_lat += m.commit_to_committed
         wall_audio += duration
         steps.step(f"{path.name}: VAD and manual commit")
@@ -247,6 +277,8 @@ def _run_passes(
         report.latency |= {f"{name}_p{q}_ms": 1000 * percentile(values, q) for q in (50, 95)}
     report.latency["server_cpu_per_audio_second"] = cpu / wall_audio if wall_audio else float("nan")
     report.latency["segments"] = float(len(vad_lat) + len(manual_lat))
+    if language is None:
+        report.detection_ms = detection_timing([path for path, _, _ in short])
     probe = next((f for f in files if f[0].name == "lj_LJ001-0001.wav"), files[0])
     levels = [int(x) for x in str(args.streams).split(",") if x.strip()]
     steps.phase("capacity", len(levels))
@@ -260,6 +292,25 @@ def _run_passes(
             break
 
 
+def detection_timing(paths: list[Path], runs: int = 3) -> dict[str, float]:
+    """Milliseconds of one language detection (Whisper base, 2 threads) on the first
+    ``DETECT_AFTER_S`` of each file, in this process (the server's own calls are not visible)."""
+    from speechwire.engines.whisper import WhisperEngine
+
+    engine = WhisperEngine(cpu_threads=2, multilingual=True)
+    engine.load()
+    times: list[float] = []
+    for path in paths:
+        pcm, rate = read_audio_file(path)
+        audio = resample(pcm, rate, 16000)[: int(DETECT_AFTER_S * 16000)]
+        engine.detect_language(audio)  # warm
+        for _ in range(runs):
+            start = time.perf_counter()
+            engine.detect_language(audio)
+            times.append(1000 * (time.perf_counter() - start))
+    return {f"p{q}": percentile(times, q) for q in (50, 95)} if times else {}
+
+
 def print_report(console: Console, report: Report) -> None:
     """The results as tables (WER per file, latency, capacity), not dicts."""
     title = f"Realtime STT ({report.engine}): WER per file, streamed at real-time pace, VAD commit"
@@ -267,6 +318,8 @@ def print_report(console: Console, report: Report) -> None:
     rows.append(("[b]overall[/b]", "", f"[b]{report.overall_wer:.1%}[/b]"))
     console.print(table(title, ("file", "words", "WER"), rows, right_from=1))
     rows = [(key, f"{v:.3f}" if "cpu" in key else f"{v:.1f}") for key, v in report.latency.items()]
+    rows += [(f"language_detection_{q}_ms", f"{v:.1f}") for q, v in report.detection_ms.items()]
+    rows.append(("language_code sent", report.language_code or "none (detected)"))
     console.print(table("Latency (one stream at a time) and server CPU", ("measure", "value"), rows, 1))
     columns = ("streams", "partial interval p95 s", "end of speech → commit max s", "WER max", "real time")
     rows = [capacity_row(level) for level in report.capacity]

@@ -127,6 +127,18 @@ class STTEngine(Protocol):
     ) -> Recognition: ...
 
 
+@runtime_checkable
+class LanguageDetector(Protocol):
+    """An engine that can say which language a stretch of speech is in (Whisper's multilingual
+    model): sessions without ``language_code`` are routed by it."""
+
+    languages: frozenset[str]
+
+    def detect_language(self, pcm16k: npt.NDArray[np.int16]) -> tuple[str, float]:
+        """(code, probability): the code is one of ``languages``; blocks (run it on a pool)."""
+        ...
+
+
 T = TypeVar("T")
 
 

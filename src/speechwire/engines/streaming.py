@@ -9,6 +9,13 @@ pause (``settle_pause_s``) the phrase before it is decoded once, speculatively, 
 the VAD's silence threshold is reached — or the client commits — only audio after the last
 pause still needs decoding, so the committed text follows the end of speech closely whatever
 the length of the utterance.
+
+A session without a language (``Detection``) detects it once, off the commit path: the first
+``detect_after_s`` of speech go to the detector on the pool, at a deadline behind commits and
+phrase decodes, while the default engine goes on decoding. English keeps that engine; another
+language switches the stream to the engine that hears it and re-decodes the phrases not yet
+committed. A commit never waits for detection (English sessions must not get slower): one that
+comes first is decoded by the current engine, and detection starts once it is sent.
 """
 
 from __future__ import annotations
@@ -16,14 +23,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
-from speechwire.engines.base import Recognition, RecognizedWord, STTEngine, join_texts
+from speechwire.engines.base import LanguageDetector, Recognition, RecognizedWord, STTEngine, join_texts
 from speechwire.engines.endpointing import RATE, Action, EndpointConfig, Endpointer, EndpointState
+from speechwire.engines.languages import DetectionSchedule
 from speechwire.engines.pool import EnginePool
 from speechwire.engines.vad import FRAME, SileroVAD
 
@@ -36,7 +44,10 @@ class RecognizerConfig(EndpointConfig):
     tail_s: float = 0.2
     """Audio kept after the last speech frame of a phrase (word endings are quiet)."""
     language: str | None = "en"
+    """What the decoder is told; None lets a multilingual engine guess per decode."""
     word_timestamps: bool = False
+    detect_after_s: float = 2.0
+    """Speech heard before a ``Detection`` runs (or the first commit, if sooner)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +64,32 @@ class Committed:
     text: str
     words: tuple[RecognizedWord, ...]
     speech_end_s: float
+    language: str | None = None
+    """The language it was decoded in (given or detected; None: not known)."""
 
 
-RecognizerEvent = Partial | Committed
+@dataclass(frozen=True, slots=True)
+class LanguageDetected:
+    """The session's language, detected once; ``engine`` decodes from now on."""
+
+    language: str
+    probability: float
+    engine: str
+
+
+RecognizerEvent = Partial | Committed | LanguageDetected
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """How a session without a language finds one: the detector, and the engine for its answer
+    (``engine_for`` is the router's rule, so the recogniser stays engine-agnostic)."""
+
+    detector: LanguageDetector
+    engine_for: Callable[[str], tuple[str, STTEngine]]
+    """(name, engine) that decodes a detected language."""
+    deadline_s: float = field(default=2.0)
+    """Pool deadline of the detection job: behind commits (0) and phrase decodes."""
 
 
 @dataclass
@@ -74,11 +108,17 @@ class StreamingRecognizer:
         pool: EnginePool,
         config: RecognizerConfig,
         emit: Callable[[RecognizerEvent], Awaitable[None]],
+        detection: Detection | None = None,
     ) -> None:
         self.engine = engine
         self.pool = pool
         self.config = config
+        self.language = config.language
         self._emit = emit
+        self._detection = detection
+        self._schedule = DetectionSchedule(config.detect_after_s) if detection is not None else None
+        self._detect_task: asyncio.Task[None] | None = None
+        self._speech_from: int | None = None  # first onset of the session (absolute sample)
         self._vad = SileroVAD()
         self._chunks: list[npt.NDArray[np.int16]] = []
         self._base = 0  # absolute sample index of the first buffered sample
@@ -114,9 +154,39 @@ class StreamingRecognizer:
     def _decode(self, start: int, end: int, deadline_s: float) -> asyncio.Task[Recognition]:
         cfg = self.config
         job = partial(
-            self.engine.recognize, self._audio(start, end).copy(), cfg.language, cfg.word_timestamps
+            self.engine.recognize, self._audio(start, end).copy(), self.language, cfg.word_timestamps
         )
         return asyncio.get_running_loop().create_task(self.pool.run(job, time.monotonic() + deadline_s))
+
+    # ---- language detection (once per session without a language) ---------------------------
+
+    def _detection_due(self, committing: bool = False) -> npt.NDArray[np.int16] | None:
+        """The audio to detect the language on, once it is time (see ``DetectionSchedule``)."""
+        if self._schedule is None or self._speech_from is None:
+            return None
+        if not self._schedule.due((self._total - self._speech_from) / RATE, committing):
+            return None
+        return self._audio(self._speech_from, self._total).copy()
+
+    def _detect(self, audio: npt.NDArray[np.int16]) -> None:
+        detection = self._detection
+        assert detection is not None
+        deadline = time.monotonic() + detection.deadline_s
+
+        async def run() -> None:
+            detect = partial(detection.detector.detect_language, audio)
+            language, probability = await self.pool.run(detect, deadline)
+            name, engine = detection.engine_for(language)
+            self.language = language
+            if engine is not self.engine:
+                self.engine = engine
+                self._generation += 1  # a partial decoded by the old engine is not published
+                for phrase in self._phrases:  # not yet taken by a commit: decode again
+                    phrase.task.cancel()
+                    phrase.task = self._decode(phrase.start, phrase.end, self.config.silence_commit_s)
+            await self._emit(LanguageDetected(language, probability, name))
+
+        self._detect_task = asyncio.get_running_loop().create_task(run())
 
     # ---- acting on the end-pointing decisions -------------------------------------------------
 
@@ -135,6 +205,8 @@ class StreamingRecognizer:
             self._drop_before(self._total - int(self.config.preroll_s * RATE) - FRAME)
         for action in endpoint.buffered((self._total - self._base) / RATE):
             await self._act(action)
+        if (audio := self._detection_due()) is not None:
+            self._detect(audio)
         self._maybe_partial()
 
     async def _act(self, action: Action) -> None:
@@ -142,6 +214,8 @@ class StreamingRecognizer:
         if action is Action.OPEN_PHRASE:
             floor = self._phrases[-1].end if self._phrases else self._base
             self._phrase_start = max(self._endpoint.onset, floor)
+            if self._speech_from is None:
+                self._speech_from = self._phrase_start
         elif action is Action.SETTLE_PHRASE:
             self._settle()
         elif action is Action.COMMIT_DUE:
@@ -192,12 +266,20 @@ class StreamingRecognizer:
     async def commit(self) -> None:
         """Commit everything received so far (manual commit, VAD end-point, or 90 s cap)."""
         end = self._total
+        detect = self._detect_task
+        failure = (
+            detect.exception() if detect is not None and detect.done() and not detect.cancelled() else None
+        )
+        if failure is not None:
+            raise failure  # a failed detector fails the session (transcriber_error), not silently
         for action in self._endpoint.commit(end):
             if action is Action.SETTLE_PHRASE:
                 self._settle()
             elif action is Action.DECODE_UNHEARD and end - self._base >= int(0.3 * RATE):
                 self._phrases.append(_Phrase(self._base, end, self._decode(self._base, end, 0.0)))
+        detect_audio = self._detection_due(committing=True)
         phrases, self._phrases = self._phrases, []
+        language = self.language
         self._generation += 1
         results = [await p.task for p in phrases]
         words = [
@@ -207,13 +289,18 @@ class StreamingRecognizer:
         speech_end_s = self._endpoint.last_speech_end / RATE
         self._drop_before(end)
         self._last_partial_at = self._total
-        await self._emit(Committed(text, tuple(words), speech_end_s))
+        await self._emit(Committed(text, tuple(words), speech_end_s, language))
+        if detect_audio is not None:
+            # Only now: detection takes both cores for most of a second, and this commit's
+            # decode must not share them (the next end of speech is at least a phrase away).
+            self._detect(detect_audio)
 
     async def close(self) -> None:
         for phrase in self._phrases:
             phrase.task.cancel()
-        if self._partial_task is not None:
-            self._partial_task.cancel()
+        for task in (self._partial_task, self._detect_task):
+            if task is not None:
+                task.cancel()
 
 
 def words_of(result: Recognition, start: int, end: int) -> list[RecognizedWord]:

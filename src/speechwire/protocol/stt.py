@@ -374,11 +374,13 @@ def committed_with_timestamps(
     ``words`` have start/end in seconds from the start of the session's audio, with spacing
     items between them, each with ``logprob`` (``NEUTRAL_LOGPROB`` when the engine has none).
     ``words=None`` — language detection without timestamps — sends ``"words": null``, as
-    upstream does (pipecat's handler documents the null; the asyncapi type has it optional)."""
+    upstream does (pipecat's handler documents the null; the asyncapi type has it optional).
+    ``language_code`` is ISO 639-3 (``eng``, ``fra``), the format of upstream's Scribe responses;
+    the server passes the session's given or detected language, None meaning English."""
     message: dict[str, Any] = {
         "message_type": "committed_transcript_with_timestamps",
         "text": text,
-        "language_code": language_code or "en",
+        "language_code": language_code or "eng",
         "words": None,
     }
     if words is None:

@@ -33,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from speechwire.audio.codecs import decode_with_av
 from speechwire.audio.resample import resample
-from speechwire.engines.base import Recognition, RecognizedWord, STTEngine
+from speechwire.engines.base import Recognition, RecognizedWord
+from speechwire.engines.languages import EngineChoice, NoEngine, STTRouter, report_code
 from speechwire.engines.streaming import words_of
 from speechwire.engines.vad import FRAME, SileroVAD
-from speechwire.engines.whisper import WhisperEngine
 from speechwire.server.access.auth import http_caller, limited
 from speechwire.server.relay import relay_http, relays
 from speechwire.server.routes.tts_http import error_response, refused_response
@@ -48,7 +48,6 @@ log = logging.getLogger("speechwire.stt")
 RATE = 16_000
 BATCH_MODELS = ("scribe_v1", "scribe_v1_experimental", "scribe_v2", "scribe_v2_realtime")
 """Cloud model ids accepted for batch transcription; each selects a local engine."""
-ENGLISH = ("en", "eng", "en-us", "en-gb", "english")
 BATCH_DEADLINE_S = 2.0
 """Pool deadline of batch work: behind realtime commits (now) and partials (1 s)."""
 MAX_SEGMENT_S = {"whisper": 28.0}
@@ -56,19 +55,6 @@ MAX_SEGMENT_S = {"whisper": 28.0}
 DEFAULT_SEGMENT_S = 15.0
 CONTINUES = "-'’.,;:!?%)]}"
 """A word token starting with one of these continues the previous word (no space before it)."""
-
-ISO_639_3 = {
-    "en": "eng", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "pt": "por", "nl": "nld",
-    "pl": "pol", "ru": "rus", "uk": "ukr", "cs": "ces", "sk": "slk", "sv": "swe", "da": "dan",
-    "no": "nor", "nb": "nob", "fi": "fin", "el": "ell", "tr": "tur", "ro": "ron", "hu": "hun",
-    "bg": "bul", "hr": "hrv", "sr": "srp", "sl": "slv", "ca": "cat", "ar": "ara", "he": "heb",
-    "fa": "fas", "hi": "hin", "bn": "ben", "ur": "urd", "ta": "tam", "te": "tel", "zh": "cmn",
-    "ja": "jpn", "ko": "kor", "vi": "vie", "th": "tha", "id": "ind", "ms": "msa", "tl": "tgl",
-    "sw": "swa", "af": "afr", "cy": "cym", "ga": "gle", "is": "isl", "lt": "lit", "lv": "lav",
-    "et": "est",
-}  # fmt: skip
-"""Whisper's ISO 639-1 codes to the ISO 639-3 codes upstream's batch responses carry."""
-ISO_639_1 = {v: k for k, v in ISO_639_3.items()} | {"zho": "zh"}
 
 
 class BadRequest(Exception):
@@ -218,40 +204,17 @@ def speech_segments(
 # ---- engines -----------------------------------------------------------------------------------
 
 
-def choose_engine(state: ServerState, model_id: str, language: str | None) -> STTEngine:
-    """The engine for a model id and (ISO 639-1) language; None means English.
-
-    Cloud ids take Whisper tiny.en for English when it is loaded (batch work is not bound by
-    latency, and Whisper reports word times and probabilities), else the first engine; any
-    other language takes the multilingual engine. ``speechwire_<engine>`` picks one explicitly.
-    """
-    engines = state.stt_engines
-    if not engines:
-        raise BadRequest(400, "model_not_found", "This server has no speech-to-text engine loaded.")
-    english = language is None or language == "en"
-    name = model_id.removeprefix("speechwire_")
-    first = next(iter(engines.values()))
-    if model_id.startswith("speechwire_") and name in engines:
-        engine = engines[name]
-    elif model_id in BATCH_MODELS:
-        engine = (engines.get("whisper") or first) if english else (_multilingual(state) or first)
-    else:
-        known = [*BATCH_MODELS, *(f"speechwire_{n}" for n in engines)]
-        raise BadRequest(
-            400, "model_not_found", f"Unknown model_id {model_id!r}. Available: {', '.join(known)}."
+def choose_engine(state: ServerState, model_id: str, language_code: str | None) -> EngineChoice:
+    """The engine for a model id and language: the realtime route's rule (``STTRouter``), except
+    that English prefers Whisper tiny.en when it is loaded (batch work is not bound by latency,
+    and Whisper reports word times and probabilities). Refusals are 400s."""
+    try:
+        return STTRouter(state.stt_engines, BATCH_MODELS, prefer=("whisper",)).choose(model_id, language_code)
+    except NoEngine as exc:
+        code = {"no_engine": "model_not_found", "unknown_model": "model_not_found"}.get(
+            exc.reason, "unsupported_language"
         )
-    if not english and not getattr(engine, "multilingual", False):
-        needs = (
-            f"Language {language!r} needs a multilingual engine: add whisper_base to SPEECHWIRE_STT_ENGINES"
-        )
-        raise BadRequest(400, "unsupported_language", f"{needs} (or use speechwire_whisper_base).")
-    return engine
-
-
-def _multilingual(state: ServerState) -> WhisperEngine | None:
-    """The engine that identifies languages: Whisper base, when it is loaded."""
-    engines = state.stt_engines.values()
-    return next((e for e in engines if isinstance(e, WhisperEngine) and e.multilingual), None)
+        raise BadRequest(400, code, exc.message) from None
 
 
 def _segment_words(result: Recognition, start: int, end: int) -> list[RecognizedWord]:
@@ -325,9 +288,8 @@ async def transcribe(state: ServerState, form: BatchForm, upload: Part | None) -
     def deadline() -> float:
         return time.monotonic() + BATCH_DEADLINE_S
 
-    asked = form.language_code.lower() if form.language_code else None
-    language = None if asked is None or asked in ENGLISH else ISO_639_1.get(asked, asked.split("-")[0])
-    engine = choose_engine(state, form.model_id, language)
+    choice = choose_engine(state, form.model_id, form.language_code)
+    engine, language = choice.engine, choice.language
     max_s = MAX_SEGMENT_S.get(engine.name, DEFAULT_SEGMENT_S)
 
     def prepare() -> tuple[npt.NDArray[np.int16], list[tuple[int, int]]]:
@@ -335,19 +297,18 @@ async def transcribe(state: ServerState, form: BatchForm, upload: Part | None) -
         return pcm, speech_segments(pcm, max_s)
 
     pcm, segments = await pool.run(prepare, deadline())
-    probability = 1.0
-    detector = _multilingual(state) if asked is None and not form.model_id.startswith("speechwire_") else None
-    if detector is not None and segments:
+    probability = 1.0 if choice.given else 0.0  # not given, not detected: assumed (docs/voices.md)
+    if choice.detector is not None and segments:
         speech = np.concatenate([pcm[a:b] for a, b in segments])
         detected, probability = await pool.run(
-            functools.partial(detector.detect_language, speech), deadline()
+            functools.partial(choice.detector.detect_language, speech), deadline()
         )
-        if detected != "en":
-            language, engine = detected, detector
+        settled = STTRouter(state.stt_engines, BATCH_MODELS, prefer=("whisper",)).settle(choice, detected)
+        language = settled.language
+        if settled.engine is not engine:
+            engine = settled.engine
             max_s = MAX_SEGMENT_S.get(engine.name, DEFAULT_SEGMENT_S)
             segments = await pool.run(lambda: speech_segments(pcm, max_s), deadline())
-    elif asked is None:
-        probability = 0.0  # not detected: assumed English (docs/voices.md, "Batch speech-to-text")
     want_words = form.timestamps_granularity != "none"
     texts: list[str] = []
     words: list[RecognizedWord] = []
@@ -359,9 +320,8 @@ async def transcribe(state: ServerState, form: BatchForm, upload: Part | None) -
             texts.append(" ".join(w.text for w in found) if result.words else result.text.strip())
             words += found
     speaker = "speaker_0" if form.diarize else None
-    code = language or "en"
     return {
-        "language_code": ISO_639_3.get(code, code),
+        "language_code": report_code(language),
         "language_probability": round(probability, 4),
         "text": " ".join(texts),
         "words": scribe_words(words, form.timestamps_granularity, speaker),

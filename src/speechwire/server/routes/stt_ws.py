@@ -7,7 +7,8 @@ unknown query parameter is logged once per name per process; a commit with nothi
 answered with an empty ``committed_transcript`` (and its timestamped copy when asked), so an app
 that awaits the commit's transcript does not hang. With ``include_timestamps`` or
 ``include_language_detection``, every commit is followed by ``committed_transcript_with_timestamps``
-carrying ``language_code`` (words only with timestamps).
+carrying ``language_code`` (words only with timestamps): the language given, or detected once
+per session when none is (``engines/languages.py`` has the rule, ``engines/streaming.py`` when).
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from fastapi import APIRouter, WebSocket
 from speechwire.audio.resample import StreamResampler
 from speechwire.audio.stream_decoder import StreamingDecoder
 from speechwire.engines.base import STTEngine
+from speechwire.engines.languages import EngineChoice, NoEngine, STTRouter, report_code
 from speechwire.engines.streaming import (
     Committed,
+    Detection,
+    LanguageDetected,
     Partial,
     RecognizerConfig,
     RecognizerEvent,
@@ -67,7 +71,6 @@ CLOUD_STT_MODELS = (
     "scribe_v1",
     "scribe_v2",
 )
-ENGLISH = (None, "en", "eng", "en-US", "en-GB")
 _logged_ignored: set[str] = set()
 
 
@@ -80,33 +83,14 @@ def log_ignored(names: tuple[str, ...]) -> None:
             log.info("realtime STT: query parameter %r is not supported here; ignored", name)
 
 
-def resolve_stt(state: ServerState, params: RealtimeParams) -> STTEngine:
-    """The engine for a model id and language.
-
-    Cloud model ids use the default (first configured) engine for English, and the multilingual
-    Whisper base for any other ``language_code``; ``speechwire_<engine>`` picks one explicitly.
-    """
-    engines = state.stt_engines
-    english = params.language_code in ENGLISH
-    name = params.model_id.removeprefix("speechwire_")
-    if params.model_id.startswith("speechwire_") and name in engines:
-        engine = engines[name]
-    elif params.model_id in CLOUD_STT_MODELS and engines:
-        default = next(iter(engines.values()))
-        engine = default if english else engines.get("whisper_base", default)
-    else:
-        known = [*CLOUD_STT_MODELS, *(f"speechwire_{n}" for n in engines)]
-        raise stt_error(
-            INVALID_REQUEST, f"Unknown model_id {params.model_id!r}. Available: {', '.join(known)}."
-        )
-    if not english and not getattr(engine, "multilingual", False):
-        raise stt_error(
-            INVALID_REQUEST,
-            f"Language {params.language_code!r} is not available with this model: "
-            "use a cloud model id or speechwire_whisper_base for languages other "
-            "than English.",
-        )
-    return engine
+def resolve_stt(state: ServerState, params: RealtimeParams) -> EngineChoice:
+    """The engine and language a session starts with (the one rule, ``STTRouter``): a given
+    language goes to the first engine that hears it, none means the default engine and
+    detection; ``speechwire_<engine>`` picks one. Any refusal is ``invalid_request`` + 1008."""
+    try:
+        return STTRouter(state.stt_engines, CLOUD_STT_MODELS).choose(params.model_id, params.language_code)
+    except NoEngine as exc:
+        raise stt_error(INVALID_REQUEST, exc.message) from None
 
 
 @router.websocket("/v1/speech-to-text/realtime")
@@ -114,7 +98,7 @@ async def realtime(ws: WebSocket) -> None:
     def open_session(state: ServerState, sock: SessionSocket) -> tuple[STTServerSession, _Realtime]:
         params = RealtimeParams.from_query(ws.query_params.multi_items())
         log_ignored(params.ignored)
-        engine = resolve_stt(state, params)
+        choice = resolve_stt(state, params)
         settings = state.settings
         session = STTServerSession(
             params,
@@ -123,7 +107,7 @@ async def realtime(ws: WebSocket) -> None:
             max_frame_bytes=settings.max_message_bytes,
             now=time.monotonic(),
         )
-        return session, _Realtime(state, sock, session, engine)
+        return session, _Realtime(state, sock, session, choice)
 
     failed = stt_error(TRANSCRIBER_ERROR, "The transcriber failed; please reconnect.")
     await serve_websocket(ws, "realtime_scribe", error_message, open_session, failed)
@@ -134,11 +118,12 @@ class _Realtime(Route[STTEvent]):
     decoder for ``webm_opus``), commits to it, and its transcripts back to the client."""
 
     def __init__(
-        self, state: ServerState, sock: SessionSocket, session: STTServerSession, engine: STTEngine
+        self, state: ServerState, sock: SessionSocket, session: STTServerSession, choice: EngineChoice
     ) -> None:
         assert state.stt_pool is not None
         params = session.params
         self.state, self.sock, self.session, self.params = state, sock, session, params
+        self.choice = choice
         self.resampler = StreamResampler(params.audio_format.sample_rate, 16000)
         config = RecognizerConfig(
             commit_on_vad=params.commit_strategy == "vad",
@@ -147,8 +132,22 @@ class _Realtime(Route[STTEvent]):
             min_speech_s=params.min_speech_duration_ms / 1000,
             min_silence_s=params.min_silence_duration_ms / 1000,
             word_timestamps=params.include_timestamps,
+            language=choice.language,
+            detect_after_s=state.settings.stt_detect_after_s,
         )
-        self.recognizer = StreamingRecognizer(engine, state.stt_pool, config, self._emit)
+        detection = None
+        if choice.detector is not None:
+            router = STTRouter(state.stt_engines, CLOUD_STT_MODELS)
+            deadline = max(1.0, config.silence_commit_s) + 0.5  # behind commits and phrase decodes
+
+            def engine_for(code: str) -> tuple[str, STTEngine]:
+                settled = router.settle(choice, code)
+                return settled.name, settled.engine
+
+            detection = Detection(choice.detector, engine_for, deadline)
+        pending = " until one is detected" if detection is not None else ""
+        log.debug("realtime STT: engine %s, language %s%s", choice.name, choice.language, pending)
+        self.recognizer = StreamingRecognizer(choice.engine, state.stt_pool, config, self._emit, detection)
         self.arrivals = _Arrivals(self.recognizer, state)
         self.encoded = _EncodedInput(self.arrivals, sock) if params.audio_format.codec == "webm" else None
 
@@ -161,8 +160,8 @@ class _Realtime(Route[STTEvent]):
         elif isinstance(event, EncodedAudioIn) and self.encoded is not None:
             await self.encoded.feed(event.data)
         elif isinstance(event, CommitRequested):
-            if event.nothing_pending:
-                await self._send_committed("", [])  # harmless: see the module docstring
+            if event.nothing_pending:  # harmless: see the module docstring
+                await self._send_committed("", [], self.recognizer.language)
             elif self.encoded is not None:
                 await self.encoded.commit()
             else:
@@ -171,18 +170,27 @@ class _Realtime(Route[STTEvent]):
     async def _emit(self, event: RecognizerEvent) -> None:
         if isinstance(event, Partial):
             await self.sock.send(partial_transcript(event.text))
+        elif isinstance(event, LanguageDetected):
+            log.debug(
+                "realtime STT: language %s detected (p=%.2f), engine %s",
+                event.language,
+                event.probability,
+                event.engine,
+            )
         elif isinstance(event, Committed):
             self.session.committed()
-            await self._send_committed(event.text, list(event.words))
+            await self._send_committed(event.text, list(event.words), event.language)
             arrived = self.arrivals.arrival_of(event.speech_end_s) if event.text else None
             if arrived is not None:
                 self.state.metrics.stt_final.observe(time.monotonic() - arrived)
 
-    async def _send_committed(self, text: str, words: list[tuple[str, float, float, float | None]]) -> None:
+    async def _send_committed(
+        self, text: str, words: list[tuple[str, float, float, float | None]], language: str | None
+    ) -> None:
         await self.sock.send(committed_transcript(text))
         if self.params.language_message:
             words_or_none = words if self.params.include_timestamps else None
-            await self.sock.send(committed_with_timestamps(text, words_or_none, self.params.language_code))
+            await self.sock.send(committed_with_timestamps(text, words_or_none, report_code(language)))
 
     async def on_close(self) -> None:
         if self.encoded is not None:
