@@ -523,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     stt.add_argument("--url")
     stt.add_argument("--cafile", help=CAFILE_HELP)
     stt.add_argument("--quick", action="store_true", help="4 files for WER and latency (for trying settings)")
+    stt.add_argument(
+        "--language-code",
+        help="sent with every session (default: none, so the language is detected; en skips detection)",
+    )
     load = bench_parser("load", help="how many TTS sessions and STT streams stay real-time")
     load.add_argument("--tts", default="1,2,4,6,8,12", help="concurrent TTS sessions to try")
     load.add_argument("--stt", default="2,4,6,8", help="concurrent STT streams to try")
