@@ -82,7 +82,7 @@ $(JS): tests/js/package-lock.json
 js: $(JS)
 
 test: $(VENV)/.installed-test chromium redis haproxy $(JS) lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 bench-tts: $(VENV)/.installed-test
 	$(BIN)/speechwire bench tts

@@ -239,3 +239,22 @@ def test_a_short_elevenlabs_key_is_refused_at_start(key: str) -> None:
         check_settings(settings(dev=True, elevenlabs_api_key=key))
     message = str(refused.value)
     assert "ELEVENLABS_API_KEY" in message and "at least 16" in message and key not in message
+
+
+@pytest.mark.parametrize(
+    ("tts", "stt", "engines"),
+    [
+        ("piper,espeak,kokoro", "moonshine", (["piper", "espeak", "kokoro"], ["moonshine"])),
+        ('["espeak"]', '["moonshine", "whisper_base"]', (["espeak"], ["moonshine", "whisper_base"])),
+        ("espeak", "", (["espeak"], [])),  # a TTS-only deployment
+    ],
+)
+def test_engine_lists_take_the_comma_form_and_json(
+    monkeypatch: pytest.MonkeyPatch, tts: str, stt: str, engines: tuple[list[str], list[str]]
+) -> None:
+    """``SPEECHWIRE_TTS_ENGINES=piper,espeak`` is what people type (and what the docs show for
+    Kokoro); it used to fail as unparsable, only the JSON form worked."""
+    monkeypatch.setenv("SPEECHWIRE_TTS_ENGINES", tts)
+    monkeypatch.setenv("SPEECHWIRE_STT_ENGINES", stt)
+    settings = Settings()
+    assert (settings.tts_engines, settings.stt_engines) == engines

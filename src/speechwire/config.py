@@ -95,7 +95,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SPEECHWIRE_", env_file=".env", extra="ignore")
 
-    tts_engines: list[str] = Field(default_factory=lambda: ["piper", "espeak"])
+    tts_engines: CommaList = Field(default_factory=lambda: ["piper", "espeak"])
     """Local TTS engines to load, in order; the first one's first voice is not necessarily default."""
     tts_default_voice: str = "joe"
     tts_voice_aliases: dict[str, str] = Field(default_factory=dict)
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     max_finishing_contexts: int = 16
     """Closed contexts of one socket still being voiced; opening another past it ends the socket
     with ``queue_overflow`` (each holds a speaker and an encoder until its final)."""
-    stt_engines: list[str] = Field(default_factory=lambda: ["moonshine", "whisper", "whisper_base"])
+    stt_engines: CommaList = Field(default_factory=lambda: ["moonshine", "whisper", "whisper_base"])
     """Local STT engines to load; the first is what ``scribe_v2_realtime`` maps to for English,
     ``whisper_base`` (multilingual) serves every other ``language_code``."""
     stt_workers: int = Field(default_factory=lambda: min(2, _cores()))

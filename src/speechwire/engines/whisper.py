@@ -142,6 +142,11 @@ class WhisperEngine:
                 audio,
                 language=language if self.multilingual else "en",
                 beam_size=self.beam_size,
+                # Greedy only: faster-whisper's fallback re-decodes an unsure result by sampling
+                # at rising temperatures, up to five more passes, which made one decode 3-4x
+                # slower (a French sentence 4.0 s instead of 1.1 s) and its text differ from run
+                # to run. A live transcript needs bounded latency and repeatable text more.
+                temperature=0.0,
                 condition_on_previous_text=False,
                 vad_filter=False,
                 word_timestamps=word_timestamps,
