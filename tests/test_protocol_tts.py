@@ -223,6 +223,15 @@ def test_quick_first_phrase() -> None:
     assert len(segment("The quick brown fox jumps over the lazy dog. ", quick_start=False)) == 1
 
 
+def test_japanese_and_chinese_split_at_their_full_width_marks() -> None:
+    """No space follows 。、 in Japanese or Chinese: the marks themselves end sentences and
+    clauses, so the first clause is the quick first phrase (a whole sentence was one piece)."""
+    pieces = segment("こんにちは、お元気ですか。「はい」と言いました。", quick_start=True)
+    assert [p.text for p in pieces] == ["こんにちは、", "お元気ですか。", "「はい」と言いました。"]
+    assert [p.text for p in segment("你好，世界！再见。", quick_start=False)] == ["你好，世界！", "再见。"]
+    assert [p.text for p in segment("版本 3.5 很好。", quick_start=False)] == ["版本 3.5 很好。"]
+
+
 # ---- issue 12: what real clients send ------------------------------------------------------
 
 

@@ -29,8 +29,11 @@ from speechwire.audio.formats import AudioFormat
 from speechwire.engines.base import Synthesis, SynthesisOptions, TTSEngine, VoiceInfo
 from speechwire.engines.pool import EnginePool, Lane
 
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
-_CLAUSE = re.compile(r"(?<=[,;:—])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|(?<=[。！？])[」』）\"')\]]*\s*")
+_CLAUSE = re.compile(r"(?<=[,;:—])\s+|(?<=[、，；：])\s*")
+"""Latin marks end a sentence or clause only before a space ("3.5", "e.g."); the full-width
+marks of Japanese and Chinese (。！？、，) end one where they stand, since those scripts put no
+space after them: a flushed Japanese text's first clause is then its quick first phrase."""
 _WORD = re.compile(r"\S+\s*")
 _BREAK = re.compile(r"<break(?:\s+time\s*=\s*[\"']\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*[\"'])?\s*/?>", re.IGNORECASE)
 
