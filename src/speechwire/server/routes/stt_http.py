@@ -204,12 +204,16 @@ def speech_segments(
 # ---- engines -----------------------------------------------------------------------------------
 
 
+def batch_router(state: ServerState) -> STTRouter:
+    """The realtime route's rule (``STTRouter``), except that English prefers Whisper tiny.en when
+    it is loaded (batch work is not bound by latency, and Whisper reports word times)."""
+    return STTRouter(state.stt_engines, BATCH_MODELS, prefer=("whisper",))
+
+
 def choose_engine(state: ServerState, model_id: str, language_code: str | None) -> EngineChoice:
-    """The engine for a model id and language: the realtime route's rule (``STTRouter``), except
-    that English prefers Whisper tiny.en when it is loaded (batch work is not bound by latency,
-    and Whisper reports word times and probabilities). Refusals are 400s."""
+    """The engine for a model id and language (``batch_router``'s rule); refusals are 400s."""
     try:
-        return STTRouter(state.stt_engines, BATCH_MODELS, prefer=("whisper",)).choose(model_id, language_code)
+        return batch_router(state).choose(model_id, language_code)
     except NoEngine as exc:
         code = {"no_engine": "model_not_found", "unknown_model": "model_not_found"}.get(
             exc.reason, "unsupported_language"
@@ -303,7 +307,7 @@ async def transcribe(state: ServerState, form: BatchForm, upload: Part | None) -
         detected, probability = await pool.run(
             functools.partial(choice.detector.detect_language, speech), deadline()
         )
-        settled = STTRouter(state.stt_engines, BATCH_MODELS, prefer=("whisper",)).settle(choice, detected)
+        settled = batch_router(state).settle(choice, detected)
         language = settled.language
         if settled.engine is not engine:
             engine = settled.engine

@@ -83,12 +83,12 @@ def log_ignored(names: tuple[str, ...]) -> None:
             log.info("realtime STT: query parameter %r is not supported here; ignored", name)
 
 
-def resolve_stt(state: ServerState, params: RealtimeParams) -> EngineChoice:
+def resolve_stt(router: STTRouter, params: RealtimeParams) -> EngineChoice:
     """The engine and language a session starts with (the one rule, ``STTRouter``): a given
     language goes to the first engine that hears it, none means the default engine and
     detection; ``speechwire_<engine>`` picks one. Any refusal is ``invalid_request`` + 1008."""
     try:
-        return STTRouter(state.stt_engines, CLOUD_STT_MODELS).choose(params.model_id, params.language_code)
+        return router.choose(params.model_id, params.language_code)
     except NoEngine as exc:
         raise stt_error(INVALID_REQUEST, exc.message) from None
 
@@ -98,7 +98,8 @@ async def realtime(ws: WebSocket) -> None:
     def open_session(state: ServerState, sock: SessionSocket) -> tuple[STTServerSession, _Realtime]:
         params = RealtimeParams.from_query(ws.query_params.multi_items())
         log_ignored(params.ignored)
-        choice = resolve_stt(state, params)
+        router = STTRouter(state.stt_engines, CLOUD_STT_MODELS)
+        choice = resolve_stt(router, params)
         settings = state.settings
         session = STTServerSession(
             params,
@@ -107,7 +108,7 @@ async def realtime(ws: WebSocket) -> None:
             max_frame_bytes=settings.max_message_bytes,
             now=time.monotonic(),
         )
-        return session, _Realtime(state, sock, session, choice)
+        return session, _Realtime(state, sock, session, router, choice)
 
     failed = stt_error(TRANSCRIBER_ERROR, "The transcriber failed; please reconnect.")
     await serve_websocket(ws, "realtime_scribe", error_message, open_session, failed)
@@ -118,7 +119,12 @@ class _Realtime(Route[STTEvent]):
     decoder for ``webm_opus``), commits to it, and its transcripts back to the client."""
 
     def __init__(
-        self, state: ServerState, sock: SessionSocket, session: STTServerSession, choice: EngineChoice
+        self,
+        state: ServerState,
+        sock: SessionSocket,
+        session: STTServerSession,
+        router: STTRouter,
+        choice: EngineChoice,
     ) -> None:
         assert state.stt_pool is not None
         params = session.params
@@ -137,7 +143,6 @@ class _Realtime(Route[STTEvent]):
         )
         detection = None
         if choice.detector is not None:
-            router = STTRouter(state.stt_engines, CLOUD_STT_MODELS)
             deadline = max(1.0, config.silence_commit_s) + 0.5  # behind commits and phrase decodes
 
             def engine_for(code: str) -> tuple[str, STTEngine]:
